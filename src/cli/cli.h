@@ -1,0 +1,43 @@
+/* The apmae command line: a table of verbs over the library, and a small
+ * declarative flag parser so every verb documents its flags in --help. */
+#ifndef APMAE_CLI_H
+#define APMAE_CLI_H
+
+#include "apmae/base.h"
+
+/* One flag of a verb. value_name NULL = a switch without value. */
+typedef struct cli_flag {
+    const char *name;       /* "--model" */
+    const char *value_name; /* "DIR", or NULL for a switch */
+    const char *help;
+    int required;
+} cli_flag;
+
+typedef struct cli_spec {
+    const char *usage;       /* "apmae lm forward --model DIR ..." */
+    const char *description; /* one paragraph */
+    const cli_flag *flags;   /* terminated by {NULL} */
+} cli_spec;
+
+/* Parsed values, indexed like spec->flags. A switch that is set holds "". */
+typedef struct cli_args {
+    const cli_spec *spec;
+    const char *values[32];
+    const char *positional[8];
+    int npositional;
+} cli_args;
+
+/* Parse argv (after the verb). Returns 1 when --help was printed (exit 0),
+ * 0 on success, -1 on error (message in err). */
+int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *args, ap_error *err);
+const char *cli_get(const cli_args *args, const char *name); /* NULL when absent */
+int cli_has(const cli_args *args, const char *name);
+void cli_print_help(const cli_spec *spec, FILE *out);
+/* Print "apmae: error: <msg>" and return the exit code for err. */
+int cli_report(const ap_error *err);
+
+/* Verbs. Each returns the process exit code. */
+int cmd_tokenize(int argc, char **argv);
+int cmd_lm(int argc, char **argv);
+
+#endif

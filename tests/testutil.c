@@ -1,0 +1,83 @@
+#define _POSIX_C_SOURCE 200809L
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static ap_error g_err;
+
+ap_error *tu_err(void) {
+    ap_error_clear(&g_err);
+    return &g_err;
+}
+ap_error *tu_last_error(void) { return &g_err; }
+
+char *tu_tmp_path(const char *name) {
+    static char dir[512];
+    if (!dir[0]) {
+        const char *base = getenv("APMAE_TMP");
+        snprintf(dir, sizeof dir, "%s/unit-%ld", base && *base ? base : "/tmp/apmae-test", (long)getpid());
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+        if (system(cmd) != 0) fail_msg("cannot create %s", dir);
+    }
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int tu_run(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    ap_buf b = {0};
+    char chunk[4096];
+    size_t r;
+    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) ap_buf_append(&b, chunk, r, NULL);
+    int status = pclose(f);
+    if (out) *out = b.data ? b.data : strdup("");
+    else ap_buf_free(&b);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+const char *tu_apmae_bin(void) {
+    const char *b = getenv("APMAE_BIN");
+    return b && *b ? b : "../build/bin/apmae";
+}
+
+void tu_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot write %s", path);
+    if (len && fwrite(data, 1, len, f) != len) fail_msg("short write %s", path);
+    fclose(f);
+}
+
+double tu_max_rel_err(const float *a, const float *b, size_t n, double floor) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        double s = fabs((double)b[i]);
+        double e = d / (s > floor ? s : floor);
+        if (e > worst || isnan(e)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+double tu_max_abs_err(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}

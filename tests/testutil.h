@@ -1,0 +1,38 @@
+/* Shared helpers for the cmocka unit tests. */
+#ifndef APMAE_TESTUTIL_H
+#define APMAE_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka.h needs the three headers above first. */
+#include <cmocka.h>
+
+#include "apmae/base.h"
+
+/* A fresh scratch directory for this test binary (under $APMAE_TMP or /tmp),
+ * created on first use. name is appended: returns a malloc'ed path. */
+char *tu_tmp_path(const char *name);
+/* Run a shell command; capture stdout into *out (malloc'ed, may be NULL) and
+ * return the exit status (-1 if it did not exit normally). */
+int tu_run(char **out, const char *fmt, ...) AP_PRINTF(2, 3);
+/* Path of the apmae binary ($APMAE_BIN). */
+const char *tu_apmae_bin(void);
+/* Write bytes to a file (test setup). */
+void tu_write_file(const char *path, const void *data, size_t len);
+/* Largest |a-b| / max(|b|, floor) over n elements. */
+double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
+double tu_max_abs_err(const float *a, const float *b, size_t n);
+
+/* Fail the test with the error message when st is not AP_OK. */
+#define TU_OK(expr)                                                                    \
+    do {                                                                               \
+        ap_status tu_st_ = (expr);                                                     \
+        if (tu_st_ != AP_OK) fail_msg("%s failed: %s", #expr, tu_last_error()->msg);  \
+    } while (0)
+/* Tests pass tu_err() as the ap_error* argument so TU_OK can print it. */
+ap_error *tu_err(void);
+ap_error *tu_last_error(void);
+
+#endif
