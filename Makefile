@@ -11,12 +11,10 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+	@mkdir -p $(BUILD) && flock $(BUILD)/.lock sh -c 'cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory'
 
 build-asan: setup
-	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPMAE_SANITIZE=ON >/dev/null
-	@cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory
+	@mkdir -p $(BUILD_ASAN) && flock $(BUILD_ASAN)/.lock sh -c 'cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPMAE_SANITIZE=ON >/dev/null && cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory'
 
 # The whole suite, then again under AddressSanitizer + UBSan.
 test: build build-asan

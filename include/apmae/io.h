@@ -23,6 +23,8 @@ float ap_f16_to_f32(uint16_t h);
 uint16_t ap_f32_to_f16(float f);
 /* Widen n elements of a float tensor (F32, F16 or BF16) into dst. */
 void ap_to_f32(ap_dtype dt, const void *src, float *dst, size_t n);
+/* Narrow n floats into a float tensor of dtype dt (F32, F16 or BF16). */
+void ap_from_f32(ap_dtype dt, const float *src, void *dst, size_t n);
 
 #define AP_MAX_DIMS 8
 
@@ -38,13 +40,17 @@ typedef struct ap_tensor {
     const char *file; /* the shard it lives in, for error messages */
 } ap_tensor;
 
-/* An opened safetensors checkpoint: one file, or all shards of an index. */
+/* An opened safetensors checkpoint: one file, or all shards of an index.
+ * tensors are sorted by name (ap_st_find is a binary search). */
 typedef struct ap_safetensors {
     ap_mmap *maps;
     char **paths;
     int nfiles;
     ap_tensor *tensors;
     size_t ntensors;
+    char *path;  /* what was opened (file, index or directory), for messages */
+    char **meta; /* __metadata__ of all files: key, value, key, value, ... */
+    size_t nmeta;
 } ap_safetensors;
 
 /* path may be a .safetensors file, a model.safetensors.index.json, or a
@@ -55,6 +61,8 @@ ap_status ap_st_open(const char *path, ap_safetensors **out, ap_error *err);
 void ap_st_close(ap_safetensors *st);
 /* NULL when absent. */
 const ap_tensor *ap_st_find(const ap_safetensors *st, const char *name);
+/* A __metadata__ value (first file that has the key wins); NULL when absent. */
+const char *ap_st_meta(const ap_safetensors *st, const char *key);
 /* Find a tensor and check its dtype class and shape. float_only accepts
  * F32/F16/BF16. shape entries must match exactly (ndim = n). */
 ap_status ap_st_expect(const ap_safetensors *st, const char *name, int float_only, int n,
@@ -69,8 +77,12 @@ typedef struct ap_tensor_view {
     const void *data;
 } ap_tensor_view;
 
-/* Write tensors (in the given order, 8-byte aligned, header padded with
- * spaces) atomically. metadata: optional string pairs {key, value, ...},
+/* Write tensors atomically, in the given order, header padded with spaces to
+ * a multiple of 8. Tensors are packed back to back (the reference loader
+ * rejects gaps) except that each starts at a multiple of its element size:
+ * zero padding goes in only where the previous tensor leaves it misaligned
+ * (so with all sizes multiples of 8, every offset is 8-aligned and there are
+ * no gaps). metadata: optional string pairs {key, value, ...},
  * NULL-terminated; may be NULL. */
 ap_status ap_st_write(const char *path, const ap_tensor_view *tensors, size_t n, const char *const *metadata,
                       ap_error *err);

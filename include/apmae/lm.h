@@ -35,6 +35,7 @@ typedef struct ap_weight {
     ap_dtype dtype; /* F32, F16 or BF16 */
 } ap_weight;
 
+/* Bias fields are NULL when the config has use_bias false. */
 typedef struct ap_lm_layer {
     ap_weight ln1_w, ln1_b;
     ap_weight q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
@@ -49,6 +50,7 @@ typedef struct ap_lm {
     ap_lm_layer *layers;
     ap_weight norm_w, norm_b;
     ap_weight lm_head;  /* [V, D]; the embedding when tied */
+    float *small;       /* biases and LayerNorm parameters, widened to float32 */
     char *dir;
 } ap_lm;
 

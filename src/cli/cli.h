@@ -39,5 +39,6 @@ int cli_report(const ap_error *err);
 /* Verbs. Each returns the process exit code. */
 int cmd_tokenize(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
+int cmd_mine(int argc, char **argv);
 
 #endif

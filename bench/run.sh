@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# All benchmarks (`make bench`). Each prints JSON lines and a markdown table row
+# for docs/performance.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+APMAE=${1:-build/bin/apmae}
+bash bench/lm_forward.sh "$APMAE"

@@ -1,0 +1,191 @@
+/* Float32 kernels of the StarCoder2 forward pass: LayerNorm, linear layers on
+ * stored-dtype weights, tanh-GELU, RoPE and windowed causal attention. */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* Cephes-style expf: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
+ * polynomial, 2^n put into the exponent bits. Written branch-free so that
+ * `omp simd` loops vectorise it (libm's expf does not vectorise here). */
+float lm_fast_expf(float x) {
+    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    x = fminf(x, 88.37f);
+    float lo_mask = x < -87.3f ? 0.0f : 1.0f;
+    x = fmaxf(x, -87.3f);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * ln2_hi - n * ln2_lo;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f * lo_mask;
+}
+
+void lm_layernorm(float *y, const float *x, const float *w, const float *b, int T, int D, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double sum = 0, sq = 0;
+        for (int i = 0; i < D; i++) sum += xr[i];
+        double mean = sum / D;
+        for (int i = 0; i < D; i++) {
+            double d = xr[i] - mean;
+            sq += d * d;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / D + eps));
+        float m = (float)mean;
+#pragma omp simd
+        for (int i = 0; i < D; i++) yr[i] = (xr[i] - m) * rstd * w[i] + b[i];
+    }
+}
+
+/* Widen rows [r0, r0+nrows) of W [*, in] into dst, in parallel. */
+static void widen_rows(float *dst, const void *W, ap_dtype wdt, size_t r0, int nrows, int in) {
+    size_t esz = ap_dtype_size(wdt);
+    const char *src = (const char *)W + r0 * (size_t)in * esz;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < nrows; r++)
+        ap_to_f32(wdt, src + (size_t)r * in * esz, dst + (size_t)r * in, (size_t)in);
+}
+
+void lm_linear(float *y, int ldy, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
+               const float *bias, float *scratch, size_t scratch_floats) {
+    /* F32 weights are used in place when float-aligned; others go through scratch. */
+    int direct = wdt == AP_F32 && ((uintptr_t)W % sizeof(float)) == 0;
+    int block = direct ? out : (int)(scratch_floats / (size_t)in);
+    if (block > out) block = out;
+    for (int r0 = 0; r0 < out; r0 += block) {
+        int nr = out - r0 < block ? out - r0 : block;
+        const float *Wf;
+        if (direct) {
+            Wf = (const float *)W;
+        } else {
+            widen_rows(scratch, W, wdt, (size_t)r0, nr, in);
+            Wf = scratch;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, in, 1.0f, x, in, Wf, in, 0.0f, y + r0, ldy);
+    }
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < T; t++) {
+            float *yr = y + (size_t)t * ldy;
+#pragma omp simd
+            for (int i = 0; i < out; i++) yr[i] += bias[i];
+        }
+    }
+}
+
+void lm_gelu_tanh(float *x, size_t n) {
+    /* 0.5 x (1 + tanh(u)) == x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3). */
+    const float c = 0.7978845608028654f;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = c * (v + 0.044715f * v * v * v);
+        x[i] = v / (1.0f + lm_fast_expf(-2.0f * u));
+    }
+}
+
+void lm_rope_tables(float *cos_t, float *sin_t, int T, int hd, double theta) {
+    int half = hd / 2;
+    for (int d = 0; d < half; d++) {
+        /* inv_freq = 1 / theta^(2d/hd), rounded to float as torch computes it */
+        float inv_freq = (float)(1.0 / pow(theta, (double)(2 * d) / hd));
+        for (int p = 0; p < T; p++) {
+            float angle = (float)p * inv_freq;
+            cos_t[(size_t)p * half + d] = (float)cos((double)angle);
+            sin_t[(size_t)p * half + d] = (float)sin((double)angle);
+        }
+    }
+}
+
+void lm_rope(float *x, int ld, int T, int nheads, int hd, const float *cos_t, const float *sin_t) {
+    int half = hd / 2;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+        for (int h = 0; h < nheads; h++) {
+            float *v = x + (size_t)t * ld + (size_t)h * hd;
+#pragma omp simd
+            for (int d = 0; d < half; d++) {
+                float x1 = v[d], x2 = v[d + half];
+                v[d] = x1 * c[d] - x2 * s[d];
+                v[d + half] = x2 * c[d] + x1 * s[d];
+            }
+        }
+    }
+}
+
+/* One query row of one head: probabilities into p[0..T) (zeros outside
+ * [j0, i]) and the weighted sum of values into o[0..hd). */
+static void attend_row(float *o, float *p, const float *qi, const float *k, const float *v, int ldkv, int i, int j0,
+                       int T, int hd, float scale, int write_zeros) {
+    float maxv = -INFINITY;
+    for (int j = j0; j <= i; j++) {
+        const float *kj = k + (size_t)j * ldkv;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
+        dot *= scale;
+        p[j] = dot;
+        maxv = dot > maxv ? dot : maxv;
+    }
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = j0; j <= i; j++) {
+        float e = lm_fast_expf(p[j] - maxv);
+        p[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = j0; j <= i; j++) p[j] *= inv;
+    if (write_zeros) {
+        for (int j = 0; j < j0; j++) p[j] = 0;
+        for (int j = i + 1; j < T; j++) p[j] = 0;
+    }
+    if (!o) return;
+    for (int d = 0; d < hd; d++) o[d] = 0;
+    for (int j = j0; j <= i; j++) {
+        const float *vj = v + (size_t)j * ldkv;
+        float pj = p[j];
+#pragma omp simd
+        for (int d = 0; d < hd; d++) o[d] += pj * vj[d];
+    }
+}
+
+void lm_attention(float *out, float *P, const float *q, const float *k, const float *v, int T, int H, int KV,
+                  int hd, int window, const uint8_t *ablate, float *scratch) {
+    int group = H / KV;
+    int ldq = H * hd, ldkv = KV * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel
+    {
+        float *row_scratch = scratch + (size_t)omp_get_thread_num() * T;
+#pragma omp for schedule(dynamic, 8) collapse(2)
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                int kv = h / group;
+                int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+                float *p = P ? P + ((size_t)h * T + i) * T : row_scratch;
+                float *o = out + (size_t)i * ldq + (size_t)h * hd;
+                int off = ablate && ablate[h];
+                attend_row(off ? NULL : o, p, q + (size_t)i * ldq + (size_t)h * hd, k + (size_t)kv * hd,
+                           v + (size_t)kv * hd, ldkv, i, j0, T, hd, scale, P != NULL);
+                if (off) memset(o, 0, sizeof(float) * (size_t)hd);
+            }
+        }
+    }
+}
