@@ -1,3 +1,0 @@
-#include "cli.h"
-int cmd_tokenize(int argc, char **argv) { (void)argc; (void)argv; return 2; }
-int cmd_lm(int argc, char **argv) { (void)argc; (void)argv; return 2; }
