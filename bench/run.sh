@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 APMAE=${1:-build/bin/apmae}
 bash bench/lm_forward.sh "$APMAE"
+bash bench/mine_bench.sh "$APMAE"
+bash bench/lm_train.sh "$APMAE"

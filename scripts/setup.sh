@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libcjson-dev libpcre2-dev libarchive-dev libpng-dev
+  libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libcjson-dev libpcre2-dev libarchive-dev libpng-dev zlib1g-dev
   libtree-sitter-dev libxgboost-dev libcmocka-dev libopenmpi-dev openmpi-bin
   openjdk-17-source python3-torch python3-numpy python3-h5py nodejs
 )

@@ -4,16 +4,7 @@
 set -u
 B=$APMAE_BIN; T=$APMAE_TMP; TOK=fixtures/text/tiny/tokenizer.json
 mkdir -p "$T"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
-# expect_fail EXPECTED_TEXT CMD...: non-zero exit (not a signal) and the text on stderr
-expect_fail() {
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || ! grep -qF -- "$want" "$T/err"; then
-    fail "(rc=$rc) $* -> $(cat "$T/err")"
-  fi
-}
+. ./testlib.sh
 # expect_out EXPECTED CMD...: exit 0 and stdout exactly EXPECTED plus a newline
 expect_out() {
   local want=$1; shift
@@ -84,5 +75,4 @@ printf '%s\n' '[1,2]' '[1,500]' >"$T/rangeids.jsonl"
 expect_fail "$T/rangeids.jsonl:2: token id 500" "$B" tokenize --tokenizer $TOK --decode --jsonl "$T/rangeids.jsonl"
 expect_fail "unexpected argument 'extra'" "$B" tokenize --tokenizer $TOK --text a extra
 
-echo "cli_tokenize: $fails failure(s)"
-[ $fails -eq 0 ]
+finish cli_tokenize

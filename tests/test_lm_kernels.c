@@ -74,6 +74,10 @@ static void test_linear_blocks(void **state) {
     for (int i = 0; i < T * IN; i++) x[i] = frand(&s);
     for (int i = 0; i < OUT; i++) bias[i] = frand(&s);
     lm_linear(y_block, OUT, x, T, IN, OUT, W, AP_BF16, bias, scratch, IN * 7); /* blocks of 7 rows */
+    /* two input rows take the matrix-vector path (scratch: one row per thread) */
+    float y_few[2 * OUT], *row_scratch = malloc(sizeof(float) * IN * 64);
+    lm_linear(y_few, OUT, x, 2, IN, OUT, W, AP_BF16, bias, row_scratch, IN * 64);
+    free(row_scratch);
     lm_linear(y_ref, OUT, x, T, IN, OUT, Wf, AP_F32, bias, NULL, 0);
     for (int t = 0; t < T; t++)
         for (int o = 0; o < OUT; o++) {
@@ -81,6 +85,7 @@ static void test_linear_blocks(void **state) {
             for (int i = 0; i < IN; i++) want += (double)x[t * IN + i] * Wf[o * IN + i];
             assert_true(fabs(y_ref[t * OUT + o] - want) < 1e-5);
             assert_true(fabs(y_block[t * OUT + o] - y_ref[t * OUT + o]) < 1e-6);
+            if (t < 2) assert_true(fabs(y_few[t * OUT + o] - y_ref[t * OUT + o]) < 1e-5);
         }
 }
 

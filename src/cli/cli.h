@@ -39,6 +39,16 @@ int cli_report(const ap_error *err);
 /* Verbs. Each returns the process exit code. */
 int cmd_tokenize(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_mae(int argc, char **argv);
 int cmd_mine(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+/* Subcommands of `apmae lm` in cmd_lm_train.c (argv after the subcommand). */
+int cmd_lm_train(int argc, char **argv);
+int cmd_lm_eval(int argc, char **argv);
+int cmd_lm_train_bench(int argc, char **argv);
+/* The machine's sgemm rate on a [T,D] x [D,F] product, GFLOP/s (cmd_lm.c). */
+double measure_sgemm_gflops(int T, int D, int F, int iters);
+int cmd_store(int argc, char **argv);
 
 #endif

@@ -133,7 +133,7 @@ done:
 }
 
 /* The machine's sgemm rate on a product shaped like the MLP's, GFLOP/s. */
-static double measure_sgemm_gflops(int T, int D, int F, int iters) {
+double measure_sgemm_gflops(int T, int D, int F, int iters) {
     float *a = calloc((size_t)T * D, sizeof(float)), *w = calloc((size_t)F * D, sizeof(float));
     float *c = calloc((size_t)T * F, sizeof(float));
     double best = 1e30;
@@ -208,8 +208,14 @@ int cmd_lm(int argc, char **argv) {
         FILE *out = argc < 1 ? stderr : stdout;
         fprintf(out, "usage: apmae lm SUBCOMMAND [flags]\n\n  forward  %s\n  bench    %s\n", k_forward_spec.description,
                 "time the forward pass (tokens/s, GFLOP/s vs the sgemm rate)");
+        fprintf(out, "  train    train a StarCoder2-architecture model on a Java corpus\n"
+                     "  eval     FIM first-token accuracy on scenarios, held-out loss on a corpus\n"
+                     "  train-bench  time training steps (tokens/s, GFLOP/s vs the sgemm rate)\n");
         return argc < 1 ? 2 : 0;
     }
+    if (strcmp(argv[0], "train") == 0) return cmd_lm_train(argc - 1, argv + 1);
+    if (strcmp(argv[0], "eval") == 0) return cmd_lm_eval(argc - 1, argv + 1);
+    if (strcmp(argv[0], "train-bench") == 0) return cmd_lm_train_bench(argc - 1, argv + 1);
     const cli_spec *spec = strcmp(argv[0], "forward") == 0 ? &k_forward_spec
                            : strcmp(argv[0], "bench") == 0 ? &k_bench_spec
                                                             : NULL;

@@ -2,35 +2,13 @@
  * stored-dtype weights, tanh-GELU, RoPE and windowed causal attention. */
 #include "kernels.h"
 
+/* Up to this many input rows, non-float32 weights take the matrix-vector path. */
+#define LM_FEW_ROWS 4
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-
-/* Cephes-style expf: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
- * polynomial, 2^n put into the exponent bits. Written branch-free so that
- * `omp simd` loops vectorise it (libm's expf does not vectorise here). */
-float lm_fast_expf(float x) {
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    x = fminf(x, 88.37f);
-    float lo_mask = x < -87.3f ? 0.0f : 1.0f;
-    x = fmaxf(x, -87.3f);
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * ln2_hi - n * ln2_lo;
-    float r2 = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f * lo_mask;
-}
 
 void lm_layernorm(float *y, const float *x, const float *w, const float *b, int T, int D, float eps) {
 #pragma omp parallel for schedule(static)
@@ -51,6 +29,16 @@ void lm_layernorm(float *y, const float *x, const float *w, const float *b, int 
     }
 }
 
+static void add_bias(float *y, int ldy, int T, int out, const float *bias) {
+    if (!bias) return;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *yr = y + (size_t)t * ldy;
+#pragma omp simd
+        for (int i = 0; i < out; i++) yr[i] += bias[i];
+    }
+}
+
 /* Widen rows [r0, r0+nrows) of W [*, in] into dst, in parallel. */
 static void widen_rows(float *dst, const void *W, ap_dtype wdt, size_t r0, int nrows, int in) {
     size_t esz = ap_dtype_size(wdt);
@@ -60,10 +48,38 @@ static void widen_rows(float *dst, const void *W, ap_dtype wdt, size_t r0, int n
         ap_to_f32(wdt, src + (size_t)r * in * esz, dst + (size_t)r * in, (size_t)in);
 }
 
+/* Few rows (e.g. logits of the last position only): a matrix-vector product
+ * that widens each weight row once into a per-thread buffer, instead of
+ * widening (and writing out) the whole matrix for a handful of dot products. */
+static void linear_few_rows(float *y, int ldy, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
+                            float *scratch) {
+    size_t esz = ap_dtype_size(wdt);
+#pragma omp parallel
+    {
+        float *row = scratch + (size_t)omp_get_thread_num() * (size_t)in;
+#pragma omp for schedule(static)
+        for (int o = 0; o < out; o++) {
+            ap_to_f32(wdt, (const char *)W + (size_t)o * in * esz, row, (size_t)in);
+            for (int t = 0; t < T; t++) {
+                const float *xr = x + (size_t)t * in;
+                float dot = 0;
+#pragma omp simd reduction(+ : dot)
+                for (int i = 0; i < in; i++) dot += xr[i] * row[i];
+                y[(size_t)t * ldy + o] = dot;
+            }
+        }
+    }
+}
+
 void lm_linear(float *y, int ldy, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
                const float *bias, float *scratch, size_t scratch_floats) {
     /* F32 weights are used in place when float-aligned; others go through scratch. */
     int direct = wdt == AP_F32 && ((uintptr_t)W % sizeof(float)) == 0;
+    if (!direct && T <= LM_FEW_ROWS && (size_t)omp_get_max_threads() * (size_t)in <= scratch_floats) {
+        linear_few_rows(y, ldy, x, T, in, out, W, wdt, scratch);
+        add_bias(y, ldy, T, out, bias);
+        return;
+    }
     int block = direct ? out : (int)(scratch_floats / (size_t)in);
     if (block > out) block = out;
     for (int r0 = 0; r0 < out; r0 += block) {
@@ -77,14 +93,7 @@ void lm_linear(float *y, int ldy, const float *x, int T, int in, int out, const 
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, in, 1.0f, x, in, Wf, in, 0.0f, y + r0, ldy);
     }
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int t = 0; t < T; t++) {
-            float *yr = y + (size_t)t * ldy;
-#pragma omp simd
-            for (int i = 0; i < out; i++) yr[i] += bias[i];
-        }
-    }
+    add_bias(y, ldy, T, out, bias);
 }
 
 void lm_gelu_tanh(float *x, size_t n) {

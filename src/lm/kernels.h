@@ -4,9 +4,36 @@
 
 #include "apmae/io.h"
 
-/* exp(x) for float, vectorisable, within 2 ulp over the range softmax and GELU
- * use; exp of anything below -87.3 is 0. */
-float lm_fast_expf(float x);
+#include <math.h>
+#include <stdint.h>
+
+/* exp(x) for float within 2 ulp; exp of anything below -87.3 is 0.
+ * Cephes-style: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
+ * polynomial, 2^n put into the exponent bits. Written branch-free so that
+ * `omp simd` loops vectorise it (libm's expf does not vectorise here). */
+static inline float lm_fast_expf(float x) {
+    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    /* ternaries, not fminf/fmaxf: those stay libm calls and block vectorising */
+    x = x < 88.37f ? x : 88.37f;
+    float lo_mask = x < -87.3f ? 0.0f : 1.0f;
+    x = x > -87.3f ? x : -87.3f;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * ln2_hi - n * ln2_lo;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f * lo_mask;
+}
+
 
 /* y[T,D] = LayerNorm(x[T,D]) * w + b (biased variance, eps). */
 void lm_layernorm(float *y, const float *x, const float *w, const float *b, int T, int D, float eps);

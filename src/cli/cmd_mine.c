@@ -1,0 +1,154 @@
+/* apmae mine: FIM scenarios from a Java corpus (SPEC §4, docs/mining.md). */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "apmae/mine.h"
+#include "apmae/text.h"
+
+static const cli_flag k_flags[] = {
+    {"--corpus", "PATH", "a directory of .java files, a .zip/.tar[.gz|.xz|.zst] archive, or JSONL with `content`", 1},
+    {"--tokenizer", "PATH", "tokenizer.json (or its directory) of the StarCoder2-style model", 1},
+    {"--out", "FILE", "scenarios JSONL; the stats go beside it (X.jsonl -> X.stats.json)", 1},
+    {"--tasks", "LIST", "all, or a comma list of task names (default all)", 0},
+    {"--per-task", "K", "scenarios per task (default 200)", 0},
+    {"--max-length", "N", "tokens of model input per scenario, at least 16 (default 256)", 0},
+    {"--seed", "S", "seed of every random choice, a non-negative integer (default 0)", 0},
+    {"--include", "GLOBS", "comma list of path globs to read, e.g. 'java.xml/**' (default all)", 0},
+    {"--exclude", "GLOBS", "comma list of path globs to leave out", 0},
+    {"--compat", "MODE", "regex tasks: default (keywords as whole words) or reference (the published regexes)", 0},
+    {"--max-file-bytes", "B", "skip files larger than this (default 1048576)", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+static const cli_spec k_spec = {
+    "apmae mine --corpus PATH --tokenizer PATH --out FILE [--tasks all|t1,t2] [--per-task K] [--max-length N] "
+    "[--seed S] [--include GLOBS] [--exclude GLOBS] [--compat default|reference]",
+    "Mine fill-in-the-middle scenarios from Java code: for each task, K files drawn in a seeded order, one target\n"
+    "per file drawn among its matches, and the model input <fim_prefix> prefix <fim_suffix> suffix <fim_middle>\n"
+    "of exactly N tokens. Tasks: identifiers string_literals boolean_literals numeric_literals function_call\n"
+    "function_name closing_bracket eol keywords mathematical_operators boolean_operators assignment_operators stop\n"
+    "random noise. The same arguments give byte-identical output. See docs/mining.md.",
+    k_flags,
+};
+
+static ap_status parse_count(const cli_args *a, const char *flag, int64_t def, int64_t min, int64_t *out,
+                             ap_error *err) {
+    *out = def;
+    const char *v = cli_get(a, flag);
+    if (!v) return AP_OK;
+    ap_status st = ap_parse_i64(v, flag, out, err);
+    if (st) return st;
+    if (*out < min) return ap_fail(err, AP_ERR_ARG, "%s: must be at least %lld, got %lld", flag, (long long)min,
+                                   (long long)*out);
+    return AP_OK;
+}
+
+static ap_status parse_options(const cli_args *a, ap_mine_options *opt, ap_error *err) {
+    memset(opt, 0, sizeof *opt);
+    int64_t k, n, seed, maxb;
+    const char *tasks = cli_get(a, "--tasks");
+    ap_status st = ap_task_parse_list(tasks ? tasks : "all", opt->tasks, err);
+    if (!st) st = parse_count(a, "--per-task", 200, 1, &k, err);
+    if (!st) st = parse_count(a, "--max-length", 256, 16, &n, err);
+    if (!st) st = parse_count(a, "--seed", 0, 0, &seed, err);
+    if (!st) st = parse_count(a, "--max-file-bytes", 1 << 20, 1, &maxb, err);
+    if (st) return st;
+    const char *compat = cli_get(a, "--compat");
+    if (compat && strcmp(compat, "reference") == 0) opt->compat = AP_COMPAT_REFERENCE;
+    else if (compat && strcmp(compat, "default") != 0)
+        return ap_fail(err, AP_ERR_ARG, "--compat: expected default or reference, got '%s'", compat);
+    opt->per_task = k;
+    opt->max_length = (size_t)n;
+    opt->seed = (uint64_t)seed;
+    opt->corpus.include = cli_get(a, "--include");
+    opt->corpus.exclude = cli_get(a, "--exclude");
+    opt->corpus.max_file_bytes = (size_t)maxb;
+    opt->progress = ap_log_get_level() >= AP_LOG_INFO;
+    return AP_OK;
+}
+
+/* X.jsonl -> X.stats.json; any other name gets ".stats.json" appended. */
+static char *stats_path(const char *out, ap_error *err) {
+    size_t n = strlen(out);
+    if (n > 6 && strcmp(out + n - 6, ".jsonl") == 0) n -= 6;
+    char *p = ap_malloc(n + 12, err);
+    if (p) {
+        memcpy(p, out, n);
+        memcpy(p + n, ".stats.json", 12);
+    }
+    return p;
+}
+
+static void print_summary(const ap_mine_stats *st, const ap_mine_options *opt) {
+    const ap_corpus_stats *c = &st->corpus;
+    fprintf(stderr, "corpus: %lld entries, %lld files read (%.1f MB), %lld not .java, %lld filtered out; skipped:",
+            (long long)c->entries, (long long)c->files, (double)c->bytes / 1e6, (long long)c->not_java,
+            (long long)c->filtered);
+    for (int r = 0; r < AP_SKIP_COUNT; r++)
+        fprintf(stderr, " %s %lld", ap_skip_reason_name((ap_skip_reason)r), (long long)c->skipped[r]);
+    fprintf(stderr, "\n%-24s %9s %9s %10s %7s %9s %8s %9s\n", "task", "examined", "no-match", "matches", "draws",
+            "too-short", "special", "scenarios");
+    for (int t = 0; t < AP_TASK_COUNT; t++) {
+        if (!opt->tasks[t]) continue;
+        const ap_task_stats *k = &st->task[t];
+        fprintf(stderr, "%-24s %9lld %9lld %10lld %7lld %9lld %8lld %9lld%s\n", ap_task_name((ap_task)t),
+                (long long)k->files_examined, (long long)k->files_without_match, (long long)k->matches,
+                (long long)k->draws, (long long)k->too_short, (long long)k->special_token, (long long)k->scenarios,
+                k->scenarios < opt->per_task ? "  (short of quota)" : "");
+    }
+}
+
+static ap_status run(const cli_args *a, ap_error *err) {
+    ap_mine_options opt;
+    ap_status st = parse_options(a, &opt, err);
+    if (st) return st;
+    const char *corpus = cli_get(a, "--corpus"), *tok_path = cli_get(a, "--tokenizer"), *out = cli_get(a, "--out");
+    if (!ap_path_exists(corpus)) return ap_fail(err, AP_ERR_IO, "--corpus: %s does not exist", corpus);
+    /* Fail before mining, not after it, when the output cannot be written. */
+    const char *slash = strrchr(out, '/');
+    if (slash) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - out), out);
+        if (dir[0] && !ap_path_is_dir(dir))
+            return ap_fail(err, AP_ERR_IO, "--out: cannot create %s: directory %s does not exist", out, dir);
+    }
+    ap_tokenizer *tok = NULL;
+    ap_mine_vocab vocab = {0};
+    ap_scenario_set set = {0};
+    ap_mine_stats stats;
+    ap_buf jsonl = {0}, js = {0};
+    char *spath = NULL;
+    st = ap_tokenizer_load(tok_path, &tok, err);
+    if (!st) st = ap_mine_vocab_init(&vocab, tok, tok_path, err);
+    if (!st) st = ap_mine(corpus, &vocab, &opt, &set, &stats, err);
+    if (!st) st = ap_scenarios_to_jsonl(&set, &jsonl, err);
+    if (!st) st = ap_mine_stats_to_json(&stats, &opt, corpus, tok_path, &js, err);
+    if (!st) st = (spath = stats_path(out, err)) ? AP_OK : AP_ERR_NOMEM;
+    if (!st) st = ap_write_file_atomic(out, jsonl.data ? jsonl.data : "", jsonl.len, err);
+    if (!st) st = ap_write_file_atomic(spath, js.data, js.len, err);
+    if (!st && ap_log_get_level() >= AP_LOG_INFO) {
+        print_summary(&stats, &opt);
+        double s = stats.seconds > 0 ? stats.seconds : 1e-9;
+        fprintf(stderr, "mined %zu scenarios from %lld files in %.2f s (%.0f files/s, %.1f scenarios/s) -> %s, %s\n",
+                set.n, (long long)stats.corpus.files, stats.seconds, (double)stats.corpus.files / s,
+                (double)set.n / s, out, spath);
+    }
+    free(spath);
+    ap_buf_free(&jsonl);
+    ap_buf_free(&js);
+    ap_scenario_set_free(&set);
+    ap_mine_vocab_free(&vocab);
+    ap_tokenizer_free(tok);
+    return st;
+}
+
+int cmd_mine(int argc, char **argv) {
+    cli_args a;
+    ap_error err = {0};
+    int r = cli_parse(&k_spec, argc, argv, &a, &err);
+    if (r > 0) return 0;
+    if (r < 0 || run(&a, &err) != AP_OK) return cli_report(&err);
+    return 0;
+}

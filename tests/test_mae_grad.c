@@ -1,0 +1,354 @@
+/* Gradient checks of AP-MAE (src/mae): every layer kernel and the whole
+ * model's loss, in double precision (the _d instantiation of net.inc, the
+ * same source as the float code the tool runs), against central finite
+ * differences (five-point stencil); then the float backward against the double one.
+ *
+ * Error measure: |analytic - numeric| / max(|numeric|, 1e-3 · max|numeric|
+ * over the tensor), so near-zero entries of a tensor are judged on the scale
+ * of that tensor. The worst value of each check is printed. */
+#include "testutil.h"
+
+#include "mae/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H_STEP 1e-4
+#define TOL 1e-6
+
+static ap_mae_rng g_rng;
+
+static void fill(double *x, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * ap_mae_rng_uniform(&g_rng) - 1);
+}
+
+static double *dalloc(size_t n) {
+    double *x = calloc(n ? n : 1, sizeof *x);
+    assert_non_null(x);
+    return x;
+}
+
+/* Worst error of analytic a vs numeric num over n entries (see the top). */
+static double grad_err(const double *a, const double *num, size_t n) {
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(a[i] - num[i]) / fmax(fmax(fabs(num[i]), 1e-3 * scale), 1e-300);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+/* A scalar loss sum(dout · f(x)) of a kernel, evaluated by a callback, and
+ * its numeric gradient w.r.t. one of the kernel's input arrays. */
+typedef double (*loss_fn)(void *ctx);
+static void numeric_grad(loss_fn f, void *ctx, double *x, size_t n, double *out) {
+    /* Five-point stencil: truncation O(h^4), so rounding, not the formula,
+     * limits the accuracy. */
+    static const double k_off[4] = {2, 1, -1, -2}, k_w[4] = {-1, 8, -8, 1};
+    for (size_t i = 0; i < n; i++) {
+        double keep = x[i], s = 0;
+        for (int j = 0; j < 4; j++) {
+            x[i] = keep + k_off[j] * H_STEP;
+            s += k_w[j] * f(ctx);
+        }
+        x[i] = keep;
+        out[i] = s / (12 * H_STEP);
+    }
+}
+
+static double dot(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static double g_worst_layer = 0;
+static void check(const char *what, const double *analytic, const double *numeric, size_t n) {
+    double e = grad_err(analytic, numeric, n);
+    print_message("  %-28s worst rel err %.2e\n", what, e);
+    if (e > g_worst_layer) g_worst_layer = e;
+    assert_true(e < TOL);
+}
+
+/* ---- LayerNorm ----------------------------------------------------------- */
+
+typedef struct {
+    int n, C;
+    double *x, *w, *b, *dout, *out, *mean, *rstd;
+} ln_ctx;
+
+static double ln_loss(void *p) {
+    ln_ctx *c = p;
+    mae_layernorm_fwd_d(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, 1e-12);
+    return dot(c->out, c->dout, (size_t)c->n * c->C);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    ln_ctx c = {.n = 3, .C = 7};
+    size_t nx = (size_t)c.n * c.C;
+    c.x = dalloc(nx), c.w = dalloc(c.C), c.b = dalloc(c.C), c.dout = dalloc(nx), c.out = dalloc(nx);
+    c.mean = dalloc(c.n), c.rstd = dalloc(c.n);
+    fill(c.x, nx, 2), fill(c.w, c.C, 1.5), fill(c.b, c.C, 1), fill(c.dout, nx, 1);
+    double *dx = dalloc(nx), *dw = dalloc(c.C), *db = dalloc(c.C), *num = dalloc(nx);
+    ln_loss(&c);
+    mae_layernorm_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.mean, c.rstd, c.n, c.C);
+    numeric_grad(ln_loss, &c, c.x, nx, num);
+    check("layernorm d input", dx, num, nx);
+    numeric_grad(ln_loss, &c, c.w, c.C, num);
+    check("layernorm d weight", dw, num, c.C);
+    numeric_grad(ln_loss, &c, c.b, c.C, num);
+    check("layernorm d bias", db, num, c.C);
+    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.mean), free(c.rstd);
+    free(dx), free(dw), free(db), free(num);
+}
+
+/* ---- Linear ---------------------------------------------------------------- */
+
+typedef struct {
+    int n, cin, cout;
+    double *x, *w, *b, *dout, *out;
+} lin_ctx;
+
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    mae_linear_fwd_d(c->out, c->x, c->w, c->b, c->n, c->cin, c->cout);
+    return dot(c->out, c->dout, (size_t)c->n * c->cout);
+}
+
+static void test_linear(void **state) {
+    (void)state;
+    lin_ctx c = {.n = 4, .cin = 5, .cout = 3};
+    size_t nx = (size_t)c.n * c.cin, nw = (size_t)c.cout * c.cin, ny = (size_t)c.n * c.cout;
+    c.x = dalloc(nx), c.w = dalloc(nw), c.b = dalloc(c.cout), c.dout = dalloc(ny), c.out = dalloc(ny);
+    fill(c.x, nx, 1), fill(c.w, nw, 1), fill(c.b, c.cout, 1), fill(c.dout, ny, 1);
+    double *dx = dalloc(nx), *dw = dalloc(nw), *db = dalloc(c.cout), *num = dalloc(nx + nw);
+    mae_linear_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.n, c.cin, c.cout);
+    numeric_grad(lin_loss, &c, c.x, nx, num);
+    check("linear d input", dx, num, nx);
+    numeric_grad(lin_loss, &c, c.w, nw, num);
+    check("linear d weight", dw, num, nw);
+    numeric_grad(lin_loss, &c, c.b, c.cout, num);
+    check("linear d bias", db, num, c.cout);
+    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(dx), free(dw), free(db), free(num);
+}
+
+/* ---- Attention ------------------------------------------------------------- */
+
+typedef struct {
+    int B, S, H, dh;
+    double *qkv, *dout, *out, *att;
+} att_ctx;
+
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    mae_attention_fwd_d(c->out, c->att, c->qkv, c->B, c->S, c->H, c->dh);
+    return dot(c->out, c->dout, (size_t)c->B * c->S * c->H * c->dh);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    att_ctx c = {.B = 2, .S = 5, .H = 2, .dh = 3};
+    size_t nq = (size_t)c.B * c.S * 3 * c.H * c.dh, ny = (size_t)c.B * c.S * c.H * c.dh;
+    c.qkv = dalloc(nq), c.dout = dalloc(ny), c.out = dalloc(ny), c.att = dalloc((size_t)c.B * c.H * c.S * c.S);
+    fill(c.qkv, nq, 1.5), fill(c.dout, ny, 1);
+    double *dqkv = dalloc(nq), *rows = dalloc((size_t)c.B * c.H * c.S * c.S), *num = dalloc(nq);
+    att_loss(&c);
+    mae_attention_bwd_d(dqkv, rows, c.dout, c.qkv, c.att, c.B, c.S, c.H, c.dh);
+    numeric_grad(att_loss, &c, c.qkv, nq, num);
+    check("attention d qkv", dqkv, num, nq);
+    free(c.qkv), free(c.dout), free(c.out), free(c.att), free(dqkv), free(rows), free(num);
+}
+
+/* ---- GELU ------------------------------------------------------------------- */
+
+typedef struct {
+    size_t n;
+    double *x, *dout, *out;
+} gelu_ctx;
+
+static double gelu_loss(void *p) {
+    gelu_ctx *c = p;
+    mae_gelu_fwd_d(c->out, c->x, c->n);
+    return dot(c->out, c->dout, c->n);
+}
+
+static void test_gelu(void **state) {
+    (void)state;
+    gelu_ctx c = {.n = 41};
+    c.x = dalloc(c.n), c.dout = dalloc(c.n), c.out = dalloc(c.n);
+    for (size_t i = 0; i < c.n; i++) c.x[i] = -5 + 0.25 * (double)i + 0.01; /* -5 .. 5 */
+    fill(c.dout, c.n, 1);
+    double *dx = dalloc(c.n), *num = dalloc(c.n);
+    mae_gelu_bwd_d(dx, c.x, c.dout, c.n);
+    numeric_grad(gelu_loss, &c, c.x, c.n, num);
+    check("gelu (erf) d input", dx, num, c.n);
+    /* The exact form, not the tanh approximation: GELU(1) = Φ(1) = 0.841344746. */
+    double one = 1, y;
+    mae_gelu_fwd_d(&y, &one, 1);
+    assert_true(fabs(y - 0.8413447460685429) < 1e-12);
+    free(c.x), free(c.dout), free(c.out), free(dx), free(num);
+}
+
+/* ---- The whole model ----------------------------------------------------------
+ * N 16, p 4 (g 4, T 10), encoder 12 wide, decoder 8 wide (enc_to_dec), two
+ * layers each, qkv bias on (covers the optional tensor), 5 masked patches. */
+
+typedef struct {
+    mae_layout L;
+    mae_plan pl;
+    int compat, B, M;
+    double *P, *A, *loss;
+    float *scaled;
+    int64_t *masked;
+    int *vis;
+} model_ctx;
+
+static double model_loss(void *p) {
+    model_ctx *c = p;
+    mae_forward_d(&c->L, &c->pl, c->compat, c->P, c->A, c->scaled, c->masked, c->vis, c->loss);
+    double s = 0;
+    for (int b = 0; b < c->B; b++) s += c->loss[b];
+    return s / c->B;
+}
+
+static ap_mae_config grad_config(void) {
+    ap_mae_config cfg = {16, 4, 0.5, 12, 2, 2, 4, 16, 8, 2, 2, 3, 12, 1e-12, 1, AP_MAE_SCALER_LOG_NORMALIZE};
+    return cfg;
+}
+
+/* Random causal attention patterns (softmax rows of random logits). */
+static void random_patterns(float *P, int B, int N) {
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < N; i++) {
+            float *row = P + ((size_t)b * N + i) * N;
+            double sum = 0;
+            for (int j = 0; j < N; j++) {
+                row[j] = j <= i ? (float)exp(3 * ap_mae_rng_uniform(&g_rng)) : 0.0f;
+                sum += row[j];
+            }
+            for (int j = 0; j <= i; j++) row[j] = (float)(row[j] / sum);
+        }
+}
+
+static void model_setup(model_ctx *c, int compat, ap_mae_model **fm) {
+    ap_mae_config cfg = grad_config();
+    memset(c, 0, sizeof *c);
+    c->compat = compat;
+    c->B = 2;
+    c->M = 5;
+    TU_OK(ap_mae_new(&cfg, 7, fm, tu_err()));
+    (*fm)->compat_reference = compat;
+    TU_OK(mae_layout_init(&c->L, &cfg, tu_err()));
+    const int N = cfg.max_length, V = c->L.T - c->M;
+    mae_plan_init(&c->pl, &c->L, c->B, 1 + V, c->M, 1);
+    c->P = dalloc(c->L.total);
+    /* Perturb the init (LayerNorm 1/0, biases 0.01, cls 0) so no gradient
+     * is trivially symmetric. */
+    for (size_t i = 0; i < c->L.total; i++) {
+        (*fm)->params[i] += (float)(0.1 * (2 * ap_mae_rng_uniform(&g_rng) - 1));
+        c->P[i] = (*fm)->params[i];
+    }
+    c->A = dalloc(c->pl.total);
+    c->loss = dalloc(c->B);
+    float *raw = malloc((size_t)c->B * N * N * sizeof(float));
+    c->scaled = malloc((size_t)c->B * N * N * sizeof(float));
+    random_patterns(raw, c->B, N);
+    TU_OK(ap_mae_scale(&cfg, raw, c->B, c->scaled, tu_err()));
+    free(raw);
+    c->masked = malloc((size_t)c->B * c->M * sizeof(int64_t));
+    static const int64_t ids[2][5] = {{5, 0, 15, 9, 10}, {12, 4, 8, 14, 0}};
+    memcpy(c->masked, ids, sizeof ids);
+    TU_OK(ap_mae_check_masks(&cfg, c->masked, c->B, c->M, tu_err()));
+    c->vis = malloc((size_t)c->B * V * sizeof(int));
+    mae_visible_ids(&c->L, c->masked, c->B, c->M, c->vis);
+}
+
+static void model_teardown(model_ctx *c, ap_mae_model *fm) {
+    mae_layout_free(&c->L);
+    free(c->P), free(c->A), free(c->loss), free(c->scaled), free(c->masked), free(c->vis);
+    ap_mae_free(fm);
+}
+
+static void check_model(int compat) {
+    model_ctx c;
+    ap_mae_model *fm;
+    model_setup(&c, compat, &fm);
+    double *G = dalloc(c.L.total);
+    double base = model_loss(&c);
+    mae_backward_d(&c.L, &c.pl, c.compat, c.P, c.A, c.masked, c.vis, G);
+
+    /* Finite differences on up to 6 entries of every tensor. */
+    double worst = 0;
+    const char *worst_name = "";
+    for (size_t t = 0; t < c.L.ntensors; t++) {
+        const ap_mae_tensor_info *ti = &c.L.tensors[t];
+        size_t k = ti->numel < 6 ? ti->numel : 6;
+        double an[6], num[6], gmax = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t idx = ti->offset + (size_t)(ap_mae_rng_uniform(&g_rng) * ti->numel);
+            numeric_grad(model_loss, &c, &c.P[idx], 1, &num[j]);
+            an[j] = G[idx];
+        }
+        for (size_t j = ti->offset; j < ti->offset + ti->numel; j++) gmax = fmax(gmax, fabs(G[j]));
+        /* Entries are judged on the scale of the whole tensor's gradient. */
+        double e = 0;
+        for (size_t j = 0; j < k; j++)
+            e = fmax(e, fabs(an[j] - num[j]) / fmax(fmax(fabs(num[j]), 1e-3 * gmax), 1e-300));
+        if (e > worst) worst = e, worst_name = ti->name;
+        assert_true(gmax > 0); /* every tensor takes part in the loss */
+        if (e >= TOL) fail_msg("%s: rel err %.3e (analytic %.9g numeric %.9g)", ti->name, e, an[0], num[0]);
+    }
+    print_message("  model (%s): loss %.6f, %zu tensors, worst rel err %.2e (%s)\n",
+                  compat ? "reference" : "default", base, c.L.ntensors, worst, worst_name);
+
+    /* The float code (the tool's) against the double reference, at the
+     * unperturbed parameters. */
+    assert_true(model_loss(&c) == base);
+    float *loss_f = malloc(c.B * sizeof(float));
+    TU_OK(ap_mae_forward(fm, c.scaled, c.B, c.masked, c.M, loss_f, NULL, tu_err()));
+    for (int b = 0; b < c.B; b++) {
+        print_message("  float loss %.9g, double %.9g\n", loss_f[b], c.loss[b]);
+        assert_true(fabs(loss_f[b] - c.loss[b]) <= 1e-5 * fabs(c.loss[b]));
+    }
+    ap_mae_work *w = fm->work;
+    float *Gf = calloc(c.L.total, sizeof(float));
+    int *vis = malloc((size_t)c.B * (c.L.T - c.M) * sizeof(int));
+    mae_visible_ids(&w->L, c.masked, c.B, c.M, vis);
+    mae_backward_f(&w->L, &w->plan, compat, fm->params, w->acts, c.masked, vis, Gf);
+    double worst_f = 0;
+    for (size_t t = 0; t < c.L.ntensors; t++) {
+        const ap_mae_tensor_info *ti = &c.L.tensors[t];
+        double gmax = 0, e = 0;
+        for (size_t j = ti->offset; j < ti->offset + ti->numel; j++) gmax = fmax(gmax, fabs(G[j]));
+        for (size_t j = ti->offset; j < ti->offset + ti->numel; j++)
+            e = fmax(e, fabs(Gf[j] - G[j]) / fmax(fabs(G[j]), 1e-3 * gmax));
+        worst_f = fmax(worst_f, e);
+    }
+    print_message("  float backward vs double: worst rel err %.2e\n", worst_f);
+    assert_true(worst_f < 1e-3);
+    free(Gf), free(vis), free(loss_f), free(G);
+    model_teardown(&c, fm);
+}
+
+static void test_model_default(void **state) {
+    (void)state;
+    check_model(0);
+}
+
+static void test_model_reference(void **state) {
+    (void)state;
+    check_model(1);
+}
+
+int main(void) {
+    ap_mae_rng_seed(&g_rng, 12345);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_attention),     cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_model_default), cmocka_unit_test(test_model_reference),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
