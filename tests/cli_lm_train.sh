@@ -10,7 +10,9 @@
 #     scenarios, and its corpus loss is in line with the training log;
 #   * --resume with other options, and --out over a run without --resume, fail.
 set -u
-B=$APMAE_BIN; T=$APMAE_TMP; R=$APMAE_ROOT
+# A fresh directory per run (kept on failure), so runs of the suite in
+# parallel do not share one.
+B=$APMAE_BIN; T=$APMAE_TMP/run.$$; R=$APMAE_ROOT
 PY=/usr/bin/python3; ZIP=/usr/lib/jvm/openjdk-17/lib/src.zip
 rm -rf "$T"; mkdir -p "$T"
 fails=0
@@ -146,4 +148,5 @@ sys.exit(0 if ok else 1)
 EOF
 
 echo "cli_lm_train: $fails failure(s)"
+[ $fails -eq 0 ] && rm -rf "$T"
 [ $fails -eq 0 ]

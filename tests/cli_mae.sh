@@ -6,19 +6,9 @@ set -u
 B=$APMAE_BIN; T=$APMAE_TMP; F=fixtures/mae/n32p8; PY=/usr/bin/python3
 TOOLS=$APMAE_ROOT/tools
 mkdir -p "$T"
-fails=0
-expect_fail() {
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || ! grep -qF -- "$want" "$T/err"; then
-    echo "FAIL (rc=$rc): $* -> $(cat "$T/err")"; fails=$((fails+1))
-  fi
-}
-expect_ok() {
-  "$@" >"$T/out" 2>"$T/err" || { echo "FAIL: $* -> $(cat "$T/err")"; fails=$((fails+1)); }
-}
+. ./testlib.sh
 # py SCRIPT: run python with tools/ on the path (safetensors_io)
-py() { PYTHONPATH=$TOOLS $PY -c "$1" || { echo "FAIL: python check: $1"; fails=$((fails+1)); }; }
+py() { PYTHONPATH=$TOOLS $PY -c "$1" || fail "python check: $1"; }
 
 # Every input the checks below need, made in one python call.
 mkdir -p "$T/missing" "$T/shape" && cp $F/config.json "$T/missing/" && cp $F/config.json "$T/shape/"
@@ -63,10 +53,10 @@ assert g['cls'][1].shape == (3, 48) and g['mean'][1].shape == (3, 48)
 # init writes a loadable checkpoint of a built-in config; bench prints its JSON line.
 expect_ok "$B" mae init --config tiny --seed 2 --out "$T/tiny"
 [ -s "$T/tiny/model.safetensors" ] && grep -q '"model_type":.*"ap_mae"' "$T/tiny/config.json" \
-  || { echo "FAIL: init wrote no checkpoint"; fails=$((fails+1)); }
+  || fail "init wrote no checkpoint"
 expect_ok "$B" mae bench --config $F/config.json --batch 4 --steps 1
 grep -q '"train_images_per_s":[0-9]' "$T/out" && grep -q '"forward_images_per_s":[0-9]' "$T/out" \
-  || { echo "FAIL: bench output: $(cat "$T/out")"; fails=$((fails+1)); }
+  || fail "bench output: $(cat "$T/out")"
 
 # A checkpoint written by apmae loads in PyTorch (strict) and agrees with it.
 expect_ok $PY "$TOOLS/check_mae_checkpoint.py" --apmae "$B" --workdir "$T/torchcheck"
@@ -97,5 +87,4 @@ expect_fail "missing required flag --in" "$B" mae forward --model $F --out "$T/x
 expect_fail "unknown 'mae' subcommand" "$B" mae frobnicate
 expect_fail "--batch" "$B" mae bench --config tiny --batch 0
 
-[ $fails -eq 0 ] && echo "cli_mae: all checks passed"
-exit $fails
+finish cli_mae

@@ -7,7 +7,7 @@
 # ids 0-37, the 256 bytes next, exactly --vocab-size ids, and be the same
 # file whatever the thread count. Bad arguments fail with a message.
 set -u
-B=$APMAE_BIN; T=$APMAE_TMP; R=$APMAE_ROOT
+B=$APMAE_BIN; T=$APMAE_TMP/run.$$; R=$APMAE_ROOT  # per run: parallel suites do not collide
 PY=/usr/bin/python3; ZIP=/usr/lib/jvm/openjdk-17/lib/src.zip
 mkdir -p "$T"
 fails=0
@@ -95,4 +95,5 @@ grep -q "no Java files" "$T/err" || fail "no message about the empty selection: 
 grep -q "missing" "$T/err" || fail "the error does not name the corpus: $(cat "$T/err")"
 
 echo "cli_tokenizer_train: $fails failure(s)"
+[ $fails -eq 0 ] && rm -rf "$T"
 [ $fails -eq 0 ]

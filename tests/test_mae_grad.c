@@ -17,10 +17,10 @@
 #define H_STEP 1e-4
 #define TOL 1e-6
 
-static ap_mae_rng g_rng;
+static ap_rng g_rng;
 
 static void fill(double *x, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * ap_mae_rng_uniform(&g_rng) - 1);
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * ap_rng_uniform(&g_rng) - 1);
 }
 
 static double *dalloc(size_t n) {
@@ -226,7 +226,7 @@ static void random_patterns(float *P, int B, int N) {
             float *row = P + ((size_t)b * N + i) * N;
             double sum = 0;
             for (int j = 0; j < N; j++) {
-                row[j] = j <= i ? (float)exp(3 * ap_mae_rng_uniform(&g_rng)) : 0.0f;
+                row[j] = j <= i ? (float)exp(3 * ap_rng_uniform(&g_rng)) : 0.0f;
                 sum += row[j];
             }
             for (int j = 0; j <= i; j++) row[j] = (float)(row[j] / sum);
@@ -248,7 +248,7 @@ static void model_setup(model_ctx *c, int compat, ap_mae_model **fm) {
     /* Perturb the init (LayerNorm 1/0, biases 0.01, cls 0) so no gradient
      * is trivially symmetric. */
     for (size_t i = 0; i < c->L.total; i++) {
-        (*fm)->params[i] += (float)(0.1 * (2 * ap_mae_rng_uniform(&g_rng) - 1));
+        (*fm)->params[i] += (float)(0.1 * (2 * ap_rng_uniform(&g_rng) - 1));
         c->P[i] = (*fm)->params[i];
     }
     c->A = dalloc(c->pl.total);
@@ -288,7 +288,7 @@ static void check_model(int compat) {
         size_t k = ti->numel < 6 ? ti->numel : 6;
         double an[6], num[6], gmax = 0;
         for (size_t j = 0; j < k; j++) {
-            size_t idx = ti->offset + (size_t)(ap_mae_rng_uniform(&g_rng) * ti->numel);
+            size_t idx = ti->offset + (size_t)(ap_rng_uniform(&g_rng) * ti->numel);
             numeric_grad(model_loss, &c, &c.P[idx], 1, &num[j]);
             an[j] = G[idx];
         }
@@ -344,7 +344,7 @@ static void test_model_reference(void **state) {
 }
 
 int main(void) {
-    ap_mae_rng_seed(&g_rng, 12345);
+    ap_rng_seed(&g_rng, 12345);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_linear),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_gelu),

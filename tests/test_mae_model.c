@@ -100,8 +100,8 @@ static void test_random_masks(void **state) {
     TU_OK(ap_mae_config_builtin("small", &c, tu_err()));
     const int g = ap_mae_grid(&c), M = ap_mae_num_masked(&c), B = 400;
     int64_t *m = malloc((size_t)B * M * sizeof *m), *m2 = malloc((size_t)B * M * sizeof *m);
-    ap_mae_rng r;
-    ap_mae_rng_seed(&r, 9);
+    ap_rng r;
+    ap_rng_seed(&r, 9);
     ap_mae_random_masks(&c, &r, B, m);
     TU_OK(ap_mae_check_masks(&c, m, B, M, tu_err())); /* distinct, lower triangle */
     int counts[64] = {0}, first[64] = {0};
@@ -117,7 +117,7 @@ static void test_random_masks(void **state) {
         assert_true(fabs(counts[k] - expect) < 0.15 * expect);
         assert_true(first[k] > 0); /* the order is random too */
     }
-    ap_mae_rng_seed(&r, 9);
+    ap_rng_seed(&r, 9);
     ap_mae_random_masks(&c, &r, B, m2);
     assert_memory_equal(m, m2, (size_t)B * M * sizeof *m);
     ap_error err = {0};
@@ -131,20 +131,20 @@ static void test_random_masks(void **state) {
 
 static void test_rng(void **state) {
     (void)state;
-    ap_mae_rng r;
-    ap_mae_rng_seed(&r, 1);
+    ap_rng r;
+    ap_rng_seed(&r, 1);
     double s = 0, s2 = 0;
     const int n = 100000;
     for (int i = 0; i < n; i++) {
-        double x = ap_mae_rng_normal(&r);
+        double x = ap_rng_normal(&r);
         s += x;
         s2 += x * x;
     }
     assert_true(fabs(s / n) < 0.02 && fabs(s2 / n - 1) < 0.02);
-    ap_mae_rng a, b;
-    ap_mae_rng_seed(&a, 5);
-    ap_mae_rng_seed(&b, 5);
-    for (int i = 0; i < 10; i++) assert_true(ap_mae_rng_next(&a) == ap_mae_rng_next(&b));
+    ap_rng a, b;
+    ap_rng_seed(&a, 5);
+    ap_rng_seed(&b, 5);
+    for (int i = 0; i < 10; i++) assert_true(ap_rng_next(&a) == ap_rng_next(&b));
 }
 
 /* Tensor names and shapes of SPEC §7; initial values as SPEC §7 says. */
@@ -199,12 +199,12 @@ static void test_lr(void **state) {
     assert_true(fabs(ap_mae_cosine_lr(1.0, 100, 100) - 1.0) < 1e-12); /* restarts each cycle */
 }
 
-static void causal_patterns(float *P, int B, int N, ap_mae_rng *r) {
+static void causal_patterns(float *P, int B, int N, ap_rng *r) {
     for (int b = 0; b < B; b++)
         for (int i = 0; i < N; i++) {
             float *row = P + ((size_t)b * N + i) * N;
             double s = 0;
-            for (int j = 0; j < N; j++) s += row[j] = j <= i ? (float)exp(3 * ap_mae_rng_uniform(r)) : 0.0f;
+            for (int j = 0; j < N; j++) s += row[j] = j <= i ? (float)exp(3 * ap_rng_uniform(r)) : 0.0f;
             for (int j = 0; j <= i; j++) row[j] = (float)(row[j] / s);
         }
 }
@@ -220,8 +220,8 @@ static void test_train_step(void **state) {
         m->compat_reference = compat;
         const int B = 4, N = c.max_length;
         float *P = malloc((size_t)B * N * N * sizeof *P), *before = malloc(m->nparams * sizeof *before);
-        ap_mae_rng r;
-        ap_mae_rng_seed(&r, 2);
+        ap_rng r;
+        ap_rng_seed(&r, 2);
         causal_patterns(P, B, N, &r);
         int64_t masked[4 * 5];
         ap_mae_random_masks(&c, &r, B, masked);
@@ -258,8 +258,8 @@ static void test_encode(void **state) {
     TU_OK(ap_mae_new(&c, 4, &m, tu_err()));
     const int B = 3, N = 16, D = 16;
     float *P = malloc((size_t)B * N * N * sizeof *P), *S = malloc((size_t)B * N * N * sizeof *S);
-    ap_mae_rng r;
-    ap_mae_rng_seed(&r, 3);
+    ap_rng r;
+    ap_rng_seed(&r, 3);
     causal_patterns(P, B, N, &r);
     TU_OK(ap_mae_scale(&c, P, B, S, tu_err()));
     float cls[3 * 16], mean[3 * 16], cls1[16], mean1[16];

@@ -116,6 +116,24 @@ double ap_now(void);
 /* Threads used by parallel loops: OMP_NUM_THREADS if set, else all cores. */
 int ap_num_threads(void);
 
+/* Seedable randomness, the same on every machine (never rand()):
+ * xoshiro256** seeded through splitmix64. */
+typedef struct ap_rng {
+    uint64_t s[4];
+} ap_rng;
+void ap_rng_seed(ap_rng *r, uint64_t seed);
+uint64_t ap_rng_next(ap_rng *r);
+/* Uniform in [0, n) without modulo bias; n >= 1. */
+uint64_t ap_rng_below(ap_rng *r, uint64_t n);
+/* Uniform in [0, 1) with 53 random bits. */
+double ap_rng_uniform(ap_rng *r);
+/* Standard normal (Box-Muller). */
+double ap_rng_normal(ap_rng *r);
+/* A 64-bit mix of a and b (splitmix64 finaliser), for deriving seeds. */
+uint64_t ap_hash_mix(uint64_t a, uint64_t b);
+/* FNV-1a of len bytes. */
+uint64_t ap_hash_bytes(const void *data, size_t len);
+
 /* Parsing helpers for CLI values; messages name `what` (e.g. "--ids"). */
 ap_status ap_parse_i64(const char *s, const char *what, int64_t *out, ap_error *err);
 ap_status ap_parse_f64(const char *s, const char *what, double *out, ap_error *err);

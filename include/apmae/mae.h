@@ -45,16 +45,6 @@ int ap_mae_num_tril(const ap_mae_config *cfg);   /* T = g(g+1)/2 */
 int ap_mae_num_masked(const ap_mae_config *cfg); /* floor(mask_ratio * T) */
 const char *ap_mae_scaler_name(ap_mae_scaler s);
 
-/* xoshiro256** seeded through splitmix64: the same seed gives the same
- * stream everywhere. */
-typedef struct ap_mae_rng {
-    uint64_t s[4];
-} ap_mae_rng;
-void ap_mae_rng_seed(ap_mae_rng *r, uint64_t seed);
-uint64_t ap_mae_rng_next(ap_mae_rng *r);
-double ap_mae_rng_uniform(ap_mae_rng *r); /* [0, 1) */
-double ap_mae_rng_normal(ap_mae_rng *r);  /* N(0, 1) */
-
 typedef struct ap_mae_work ap_mae_work; /* layout, activations (src/mae/internal.h) */
 
 /* A model keeps its activations (sized for the largest batch seen so far;
@@ -96,7 +86,7 @@ const ap_mae_tensor_info *ap_mae_tensor_find(const ap_mae_model *m, const char *
 ap_status ap_mae_scale(const ap_mae_config *cfg, const float *patterns, int B, float *scaled, ap_error *err);
 /* num_masked patch ids per image, uniformly random among the T lower-triangle
  * patches (a random order, which is the order of predictions). */
-void ap_mae_random_masks(const ap_mae_config *cfg, ap_mae_rng *rng, int B, int64_t *masked);
+void ap_mae_random_masks(const ap_mae_config *cfg, ap_rng *rng, int B, int64_t *masked);
 /* Every id in [B,M] must be a distinct lower-triangle patch; 1 <= M <= T. */
 ap_status ap_mae_check_masks(const ap_mae_config *cfg, const int64_t *masked, int B, int M, ap_error *err);
 
@@ -118,6 +108,6 @@ double ap_mae_cosine_lr(double base_lr, int64_t step, int64_t cycle);
  * eps 1e-8, weight decay 0.05 on every parameter) with learning rate lr.
  * *loss: the batch mean loss before the update. */
 ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M,
-                            ap_mae_rng *rng, double lr, float *loss, ap_error *err);
+                            ap_rng *rng, double lr, float *loss, ap_error *err);
 
 #endif

@@ -252,19 +252,4 @@ ap_status ap_scenarios_to_jsonl(const ap_scenario_set *s, ap_buf *b, ap_error *e
 ap_status ap_mine_stats_to_json(const ap_mine_stats *st, const ap_mine_options *opt, const char *corpus_path,
                                 const char *tokenizer_path, ap_buf *b, ap_error *err);
 
-/* ---- randomness ------------------------------------------------------------- */
-
-/* A seedable generator (xoshiro256**, seeded through splitmix64); never rand(). */
-typedef struct ap_rng {
-    uint64_t s[4];
-} ap_rng;
-void ap_rng_seed(ap_rng *r, uint64_t seed);
-uint64_t ap_rng_next(ap_rng *r);
-/* Uniform in [0, n) without modulo bias; n >= 1. */
-uint64_t ap_rng_below(ap_rng *r, uint64_t n);
-/* A 64-bit mix of a and b (splitmix64 finaliser), for deriving seeds. */
-uint64_t ap_hash_mix(uint64_t a, uint64_t b);
-/* FNV-1a of len bytes. */
-uint64_t ap_hash_bytes(const void *data, size_t len);
-
 #endif

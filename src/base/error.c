@@ -40,7 +40,14 @@ ap_status ap_error_prefix(ap_error *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* "prefix: old", cut where the buffer ends */
+    ap_buf b = {0};
+    if (ap_buf_printf(&b, NULL, "%s: %s", prefix, old) == AP_OK) {
+        size_t n = b.len < sizeof err->msg - 1 ? b.len : sizeof err->msg - 1;
+        memcpy(err->msg, b.data, n);
+        err->msg[n] = '\0';
+    }
+    ap_buf_free(&b);
     return err->code;
 }
 

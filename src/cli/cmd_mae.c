@@ -116,8 +116,8 @@ static ap_status read_input(const char *path, const ap_mae_model *m, uint64_t se
             rc = ap_mae_check_masks(&m->cfg, in->masked, in->B, in->M, err);
             if (rc) ap_error_prefix(err, "%s", path);
         } else {
-            ap_mae_rng rng;
-            ap_mae_rng_seed(&rng, seed);
+            ap_rng rng;
+            ap_rng_seed(&rng, seed);
             ap_mae_random_masks(&m->cfg, &rng, in->B, in->masked);
         }
     }
@@ -188,13 +188,13 @@ done:
 }
 
 /* Causal softmax rows of random logits: stand-ins for real attention patterns. */
-static void random_patterns(float *P, int B, int N, ap_mae_rng *rng) {
+static void random_patterns(float *P, int B, int N, ap_rng *rng) {
     for (size_t r = 0; r < (size_t)B * N; r++) {
         float *row = P + r * N;
         int i = (int)(r % N);
         double sum = 0;
         for (int j = 0; j < N; j++) {
-            row[j] = j <= i ? (float)exp(4.0 * ap_mae_rng_uniform(rng)) : 0.0f;
+            row[j] = j <= i ? (float)exp(4.0 * ap_rng_uniform(rng)) : 0.0f;
             sum += row[j];
         }
         for (int j = 0; j <= i; j++) row[j] = (float)(row[j] / sum);
@@ -232,8 +232,8 @@ static ap_status run_bench(const cli_args *a, ap_error *err) {
     t_fwd = ap_malloc((size_t)K * sizeof(double), err);
     st = AP_ERR_NOMEM;
     if (!patterns || !scaled || !loss || !masked || !t_train || !t_fwd) goto done;
-    ap_mae_rng rng;
-    ap_mae_rng_seed(&rng, 1);
+    ap_rng rng;
+    ap_rng_seed(&rng, 1);
     random_patterns(patterns, (int)B, (int)N, &rng);
     double lr = ap_mae_base_lr((int)B);
     float batch_loss = 0;

@@ -63,13 +63,13 @@ static int64_t tril_patch(int g, int t) {
     return (int64_t)r * g + (t - r * (r + 1) / 2);
 }
 
-void ap_mae_random_masks(const ap_mae_config *cfg, ap_mae_rng *rng, int B, int64_t *masked) {
+void ap_mae_random_masks(const ap_mae_config *cfg, ap_rng *rng, int B, int64_t *masked) {
     const int g = ap_mae_grid(cfg), T = ap_mae_num_tril(cfg), M = ap_mae_num_masked(cfg);
     for (int b = 0; b < B; b++) {
         int64_t *ids = masked + (size_t)b * M;
         /* Floyd's sampling gives a uniform M-subset of 0..T-1 ... */
         for (int j = T - M, i = 0; j < T; j++, i++) {
-            int64_t t = (int64_t)(ap_mae_rng_uniform(rng) * (j + 1));
+            int64_t t = (int64_t)(ap_rng_uniform(rng) * (j + 1));
             for (int q = 0; q < i; q++)
                 if (ids[q] == t) {
                     t = j;
@@ -79,7 +79,7 @@ void ap_mae_random_masks(const ap_mae_config *cfg, ap_mae_rng *rng, int B, int64
         }
         /* ... and a shuffle a uniform order (the order of the predictions). */
         for (int i = M - 1; i > 0; i--) {
-            int j = (int)(ap_mae_rng_uniform(rng) * (i + 1));
+            int j = (int)(ap_rng_uniform(rng) * (i + 1));
             int64_t tmp = ids[i];
             ids[i] = ids[j];
             ids[j] = tmp;

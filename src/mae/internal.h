@@ -43,7 +43,7 @@ typedef struct mae_layout {
 ap_status mae_layout_init(mae_layout *L, const ap_mae_config *cfg, ap_error *err);
 void mae_layout_free(mae_layout *L);
 /* SPEC §7 initialisation of a float parameter block. */
-void mae_layout_init_params(const mae_layout *L, float *P, ap_mae_rng *rng);
+void mae_layout_init_params(const mae_layout *L, float *P, ap_rng *rng);
 
 /* Activation offsets of one transformer for a sequence of S tokens. Per-layer
  * arrays are consecutive: layer l of x is at x + l * B*S*D. x has L+1

@@ -153,7 +153,7 @@ void mae_layout_free(mae_layout *L) {
     memset(L, 0, sizeof *L);
 }
 
-void mae_layout_init_params(const mae_layout *L, float *P, ap_mae_rng *rng) {
+void mae_layout_init_params(const mae_layout *L, float *P, ap_rng *rng) {
     for (size_t i = 0; i < L->ntensors; i++) {
         const ap_mae_tensor_info *t = &L->tensors[i];
         float *x = P + t->offset;
@@ -166,12 +166,12 @@ void mae_layout_init_params(const mae_layout *L, float *P, ap_mae_rng *rng) {
             for (size_t k = 0; k < t->numel; k++) x[k] = 0.01f;
             break;
         case INIT_NORMAL:
-            for (size_t k = 0; k < t->numel; k++) x[k] = (float)ap_mae_rng_normal(rng);
+            for (size_t k = 0; k < t->numel; k++) x[k] = (float)ap_rng_normal(rng);
             break;
         case INIT_XAVIER: {
             /* PyTorch's xavier_uniform_ on [out, in]: U(-a, a), a = sqrt(6 / (in + out)). */
             double a = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
-            for (size_t k = 0; k < t->numel; k++) x[k] = (float)((2.0 * ap_mae_rng_uniform(rng) - 1.0) * a);
+            for (size_t k = 0; k < t->numel; k++) x[k] = (float)((2.0 * ap_rng_uniform(rng) - 1.0) * a);
             break;
         }
         }

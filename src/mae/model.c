@@ -53,8 +53,8 @@ ap_status ap_mae_new(const ap_mae_config *cfg, uint64_t seed, ap_mae_model **out
     ap_status st = ap_mae_config_validate(cfg, "AP-MAE config", err);
     if (st == AP_OK) st = model_alloc(cfg, out, err);
     if (st != AP_OK) return st;
-    ap_mae_rng rng;
-    ap_mae_rng_seed(&rng, seed);
+    ap_rng rng;
+    ap_rng_seed(&rng, seed);
     mae_layout_init_params(&(*out)->work->L, (*out)->params, &rng);
     return AP_OK;
 }
@@ -259,7 +259,7 @@ static ap_status train_buffers(ap_mae_model *m, int B, int M, ap_error *err) {
 }
 
 ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M,
-                            ap_mae_rng *rng, double lr, float *loss, ap_error *err) {
+                            ap_rng *rng, double lr, float *loss, ap_error *err) {
     ap_mae_work *w = m->work;
     if (!masked) M = ap_mae_num_masked(&m->cfg);
     ap_status st = check_batch(B, err);

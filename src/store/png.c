@@ -89,13 +89,15 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
     img.width = (png_uint_32)W;
     img.height = (png_uint_32)W;
     img.format = PNG_FORMAT_RGB;
-    png_alloc_size_t size = 0;
+    png_alloc_size_t size = 0; /* first call: the size; second: the bytes */
     ap_status st = AP_OK;
     void *mem = NULL;
-    if (!png_image_write_to_memory(&img, NULL, &size, 0, pix, (png_int_32)stride, NULL) ||
-        !(mem = ap_malloc(size, err)) || !png_image_write_to_memory(&img, mem, &size, 0, pix, (png_int_32)stride, NULL))
-        st = mem || size == 0 ? ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message)
-                              : (err ? err->code : AP_ERR_NOMEM);
+    if (!png_image_write_to_memory(&img, NULL, &size, 0, pix, (png_int_32)stride, NULL))
+        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
+    else if (!(mem = ap_malloc(size, err)))
+        st = AP_ERR_NOMEM;
+    else if (!png_image_write_to_memory(&img, mem, &size, 0, pix, (png_int_32)stride, NULL))
+        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
     if (st == AP_OK) st = ap_write_file_atomic(path, mem, size, err);
     png_image_free(&img);
     free(mem);

@@ -1,6 +1,9 @@
-/* Seedable randomness for mining: xoshiro256** seeded through splitmix64, and
- * hashes for deriving independent per-file, per-task seeds. */
-#include "apmae/mine.h"
+/* Seedable randomness: xoshiro256** seeded through splitmix64, uniform and
+ * normal draws, and hashes for deriving independent seeds (per file, per
+ * task, per tensor). */
+#include "apmae/base.h"
+
+#include <math.h>
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
@@ -52,4 +55,12 @@ uint64_t ap_hash_bytes(const void *data, size_t len) {
         h *= 0x100000001B3ull;
     }
     return h;
+}
+
+double ap_rng_uniform(ap_rng *r) { return (double)(ap_rng_next(r) >> 11) * 0x1.0p-53; }
+
+double ap_rng_normal(ap_rng *r) {
+    double u1 = 1.0 - ap_rng_uniform(r); /* (0, 1]: log stays finite */
+    double u2 = ap_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
