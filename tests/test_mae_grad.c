@@ -19,54 +19,10 @@
 
 static ap_rng g_rng;
 
-static void fill(double *x, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * ap_rng_uniform(&g_rng) - 1);
-}
-
-static double *dalloc(size_t n) {
-    double *x = calloc(n ? n : 1, sizeof *x);
-    assert_non_null(x);
-    return x;
-}
-
-/* Worst error of analytic a vs numeric num over n entries (see the top). */
-static double grad_err(const double *a, const double *num, size_t n) {
-    double scale = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(a[i] - num[i]) / fmax(fmax(fabs(num[i]), 1e-3 * scale), 1e-300);
-        if (!(e <= worst)) worst = e;
-    }
-    return worst;
-}
-
-/* A scalar loss sum(dout · f(x)) of a kernel, evaluated by a callback, and
- * its numeric gradient w.r.t. one of the kernel's input arrays. */
-typedef double (*loss_fn)(void *ctx);
-static void numeric_grad(loss_fn f, void *ctx, double *x, size_t n, double *out) {
-    /* Five-point stencil: truncation O(h^4), so rounding, not the formula,
-     * limits the accuracy. */
-    static const double k_off[4] = {2, 1, -1, -2}, k_w[4] = {-1, 8, -8, 1};
-    for (size_t i = 0; i < n; i++) {
-        double keep = x[i], s = 0;
-        for (int j = 0; j < 4; j++) {
-            x[i] = keep + k_off[j] * H_STEP;
-            s += k_w[j] * f(ctx);
-        }
-        x[i] = keep;
-        out[i] = s / (12 * H_STEP);
-    }
-}
-
-static double dot(const double *a, const double *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 static double g_worst_layer = 0;
 static void check(const char *what, const double *analytic, const double *numeric, size_t n) {
-    double e = grad_err(analytic, numeric, n);
+    double e = tu_grad_err(analytic, numeric, n);
     print_message("  %-28s worst rel err %.2e\n", what, e);
     if (e > g_worst_layer) g_worst_layer = e;
     assert_true(e < TOL);
@@ -82,24 +38,24 @@ typedef struct {
 static double ln_loss(void *p) {
     ln_ctx *c = p;
     mae_layernorm_fwd_d(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, 1e-12);
-    return dot(c->out, c->dout, (size_t)c->n * c->C);
+    return tu_dot(c->out, c->dout, (size_t)c->n * c->C);
 }
 
 static void test_layernorm(void **state) {
     (void)state;
     ln_ctx c = {.n = 3, .C = 7};
     size_t nx = (size_t)c.n * c.C;
-    c.x = dalloc(nx), c.w = dalloc(c.C), c.b = dalloc(c.C), c.dout = dalloc(nx), c.out = dalloc(nx);
-    c.mean = dalloc(c.n), c.rstd = dalloc(c.n);
-    fill(c.x, nx, 2), fill(c.w, c.C, 1.5), fill(c.b, c.C, 1), fill(c.dout, nx, 1);
-    double *dx = dalloc(nx), *dw = dalloc(c.C), *db = dalloc(c.C), *num = dalloc(nx);
+    c.x = tu_dalloc(nx), c.w = tu_dalloc(c.C), c.b = tu_dalloc(c.C), c.dout = tu_dalloc(nx), c.out = tu_dalloc(nx);
+    c.mean = tu_dalloc(c.n), c.rstd = tu_dalloc(c.n);
+    tu_fill(&g_rng, c.x, nx, 2), tu_fill(&g_rng, c.w, c.C, 1.5), tu_fill(&g_rng, c.b, c.C, 1), tu_fill(&g_rng, c.dout, nx, 1);
+    double *dx = tu_dalloc(nx), *dw = tu_dalloc(c.C), *db = tu_dalloc(c.C), *num = tu_dalloc(nx);
     ln_loss(&c);
     mae_layernorm_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.mean, c.rstd, c.n, c.C);
-    numeric_grad(ln_loss, &c, c.x, nx, num);
+    tu_numeric_grad(ln_loss, &c, c.x, nx, H_STEP, num);
     check("layernorm d input", dx, num, nx);
-    numeric_grad(ln_loss, &c, c.w, c.C, num);
+    tu_numeric_grad(ln_loss, &c, c.w, c.C, H_STEP, num);
     check("layernorm d weight", dw, num, c.C);
-    numeric_grad(ln_loss, &c, c.b, c.C, num);
+    tu_numeric_grad(ln_loss, &c, c.b, c.C, H_STEP, num);
     check("layernorm d bias", db, num, c.C);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.mean), free(c.rstd);
     free(dx), free(dw), free(db), free(num);
@@ -115,22 +71,22 @@ typedef struct {
 static double lin_loss(void *p) {
     lin_ctx *c = p;
     mae_linear_fwd_d(c->out, c->x, c->w, c->b, c->n, c->cin, c->cout);
-    return dot(c->out, c->dout, (size_t)c->n * c->cout);
+    return tu_dot(c->out, c->dout, (size_t)c->n * c->cout);
 }
 
 static void test_linear(void **state) {
     (void)state;
     lin_ctx c = {.n = 4, .cin = 5, .cout = 3};
     size_t nx = (size_t)c.n * c.cin, nw = (size_t)c.cout * c.cin, ny = (size_t)c.n * c.cout;
-    c.x = dalloc(nx), c.w = dalloc(nw), c.b = dalloc(c.cout), c.dout = dalloc(ny), c.out = dalloc(ny);
-    fill(c.x, nx, 1), fill(c.w, nw, 1), fill(c.b, c.cout, 1), fill(c.dout, ny, 1);
-    double *dx = dalloc(nx), *dw = dalloc(nw), *db = dalloc(c.cout), *num = dalloc(nx + nw);
+    c.x = tu_dalloc(nx), c.w = tu_dalloc(nw), c.b = tu_dalloc(c.cout), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny);
+    tu_fill(&g_rng, c.x, nx, 1), tu_fill(&g_rng, c.w, nw, 1), tu_fill(&g_rng, c.b, c.cout, 1), tu_fill(&g_rng, c.dout, ny, 1);
+    double *dx = tu_dalloc(nx), *dw = tu_dalloc(nw), *db = tu_dalloc(c.cout), *num = tu_dalloc(nx + nw);
     mae_linear_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.n, c.cin, c.cout);
-    numeric_grad(lin_loss, &c, c.x, nx, num);
+    tu_numeric_grad(lin_loss, &c, c.x, nx, H_STEP, num);
     check("linear d input", dx, num, nx);
-    numeric_grad(lin_loss, &c, c.w, nw, num);
+    tu_numeric_grad(lin_loss, &c, c.w, nw, H_STEP, num);
     check("linear d weight", dw, num, nw);
-    numeric_grad(lin_loss, &c, c.b, c.cout, num);
+    tu_numeric_grad(lin_loss, &c, c.b, c.cout, H_STEP, num);
     check("linear d bias", db, num, c.cout);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(dx), free(dw), free(db), free(num);
 }
@@ -145,19 +101,19 @@ typedef struct {
 static double att_loss(void *p) {
     att_ctx *c = p;
     mae_attention_fwd_d(c->out, c->att, c->qkv, c->B, c->S, c->H, c->dh);
-    return dot(c->out, c->dout, (size_t)c->B * c->S * c->H * c->dh);
+    return tu_dot(c->out, c->dout, (size_t)c->B * c->S * c->H * c->dh);
 }
 
 static void test_attention(void **state) {
     (void)state;
     att_ctx c = {.B = 2, .S = 5, .H = 2, .dh = 3};
     size_t nq = (size_t)c.B * c.S * 3 * c.H * c.dh, ny = (size_t)c.B * c.S * c.H * c.dh;
-    c.qkv = dalloc(nq), c.dout = dalloc(ny), c.out = dalloc(ny), c.att = dalloc((size_t)c.B * c.H * c.S * c.S);
-    fill(c.qkv, nq, 1.5), fill(c.dout, ny, 1);
-    double *dqkv = dalloc(nq), *rows = dalloc((size_t)c.B * c.H * c.S * c.S), *num = dalloc(nq);
+    c.qkv = tu_dalloc(nq), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny), c.att = tu_dalloc((size_t)c.B * c.H * c.S * c.S);
+    tu_fill(&g_rng, c.qkv, nq, 1.5), tu_fill(&g_rng, c.dout, ny, 1);
+    double *dqkv = tu_dalloc(nq), *rows = tu_dalloc((size_t)c.B * c.H * c.S * c.S), *num = tu_dalloc(nq);
     att_loss(&c);
     mae_attention_bwd_d(dqkv, rows, c.dout, c.qkv, c.att, c.B, c.S, c.H, c.dh);
-    numeric_grad(att_loss, &c, c.qkv, nq, num);
+    tu_numeric_grad(att_loss, &c, c.qkv, nq, H_STEP, num);
     check("attention d qkv", dqkv, num, nq);
     free(c.qkv), free(c.dout), free(c.out), free(c.att), free(dqkv), free(rows), free(num);
 }
@@ -172,18 +128,18 @@ typedef struct {
 static double gelu_loss(void *p) {
     gelu_ctx *c = p;
     mae_gelu_fwd_d(c->out, c->x, c->n);
-    return dot(c->out, c->dout, c->n);
+    return tu_dot(c->out, c->dout, c->n);
 }
 
 static void test_gelu(void **state) {
     (void)state;
     gelu_ctx c = {.n = 41};
-    c.x = dalloc(c.n), c.dout = dalloc(c.n), c.out = dalloc(c.n);
+    c.x = tu_dalloc(c.n), c.dout = tu_dalloc(c.n), c.out = tu_dalloc(c.n);
     for (size_t i = 0; i < c.n; i++) c.x[i] = -5 + 0.25 * (double)i + 0.01; /* -5 .. 5 */
-    fill(c.dout, c.n, 1);
-    double *dx = dalloc(c.n), *num = dalloc(c.n);
+    tu_fill(&g_rng, c.dout, c.n, 1);
+    double *dx = tu_dalloc(c.n), *num = tu_dalloc(c.n);
     mae_gelu_bwd_d(dx, c.x, c.dout, c.n);
-    numeric_grad(gelu_loss, &c, c.x, c.n, num);
+    tu_numeric_grad(gelu_loss, &c, c.x, c.n, H_STEP, num);
     check("gelu (erf) d input", dx, num, c.n);
     /* The exact form, not the tanh approximation: GELU(1) = Φ(1) = 0.841344746. */
     double one = 1, y;
@@ -244,15 +200,15 @@ static void model_setup(model_ctx *c, int compat, ap_mae_model **fm) {
     TU_OK(mae_layout_init(&c->L, &cfg, tu_err()));
     const int N = cfg.max_length, V = c->L.T - c->M;
     mae_plan_init(&c->pl, &c->L, c->B, 1 + V, c->M, 1);
-    c->P = dalloc(c->L.total);
+    c->P = tu_dalloc(c->L.total);
     /* Perturb the init (LayerNorm 1/0, biases 0.01, cls 0) so no gradient
      * is trivially symmetric. */
     for (size_t i = 0; i < c->L.total; i++) {
         (*fm)->params[i] += (float)(0.1 * (2 * ap_rng_uniform(&g_rng) - 1));
         c->P[i] = (*fm)->params[i];
     }
-    c->A = dalloc(c->pl.total);
-    c->loss = dalloc(c->B);
+    c->A = tu_dalloc(c->pl.total);
+    c->loss = tu_dalloc(c->B);
     float *raw = malloc((size_t)c->B * N * N * sizeof(float));
     c->scaled = malloc((size_t)c->B * N * N * sizeof(float));
     random_patterns(raw, c->B, N);
@@ -276,7 +232,7 @@ static void check_model(int compat) {
     model_ctx c;
     ap_mae_model *fm;
     model_setup(&c, compat, &fm);
-    double *G = dalloc(c.L.total);
+    double *G = tu_dalloc(c.L.total);
     double base = model_loss(&c);
     mae_backward_d(&c.L, &c.pl, c.compat, c.P, c.A, c.masked, c.vis, G);
 
@@ -289,7 +245,7 @@ static void check_model(int compat) {
         double an[6], num[6], gmax = 0;
         for (size_t j = 0; j < k; j++) {
             size_t idx = ti->offset + (size_t)(ap_rng_uniform(&g_rng) * ti->numel);
-            numeric_grad(model_loss, &c, &c.P[idx], 1, &num[j]);
+            tu_numeric_grad(model_loss, &c, &c.P[idx], 1, H_STEP, &num[j]);
             an[j] = G[idx];
         }
         for (size_t j = ti->offset; j < ti->offset + ti->numel; j++) gmax = fmax(gmax, fabs(G[j]));

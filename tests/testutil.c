@@ -81,3 +81,42 @@ double tu_max_abs_err(const float *a, const float *b, size_t n) {
     }
     return worst;
 }
+
+void tu_fill(ap_rng *r, double *x, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * ap_rng_uniform(r) - 1);
+}
+
+double *tu_dalloc(size_t n) {
+    double *x = calloc(n ? n : 1, sizeof *x);
+    assert_non_null(x);
+    return x;
+}
+
+double tu_dot(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+double tu_grad_err(const double *a, const double *num, size_t n) {
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(a[i] - num[i]) / fmax(fmax(fabs(num[i]), 1e-3 * scale), 1e-300);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+void tu_numeric_grad(tu_loss_fn f, void *ctx, double *x, size_t n, double h, double *out) {
+    static const double k_off[4] = {2, 1, -1, -2}, k_w[4] = {-1, 8, -8, 1};
+    for (size_t i = 0; i < n; i++) {
+        double keep = x[i], s = 0;
+        for (int j = 0; j < 4; j++) {
+            x[i] = keep + k_off[j] * h;
+            s += k_w[j] * f(ctx);
+        }
+        x[i] = keep;
+        out[i] = s / (12 * h);
+    }
+}

@@ -31,6 +31,20 @@ double tu_max_abs_err(const float *a, const float *b, size_t n);
         ap_status tu_st_ = (expr);                                                     \
         if (tu_st_ != AP_OK) fail_msg("%s failed: %s", #expr, tu_last_error()->msg);  \
     } while (0)
+/* Gradient checks in double precision. */
+/* x[i] = scale * U(-1, 1) from r. */
+void tu_fill(ap_rng *r, double *x, size_t n, double scale);
+/* Zeroed doubles; fails the test when out of memory. */
+double *tu_dalloc(size_t n);
+double tu_dot(const double *a, const double *b, size_t n);
+/* Worst |analytic - numeric| / max(|numeric|, 1e-3 * max|numeric| over the
+ * tensor): near-zero entries are judged on the scale of their tensor. */
+double tu_grad_err(const double *analytic, const double *numeric, size_t n);
+/* d f / d x[i] for every i by the five-point stencil with step h (truncation
+ * O(h^4), so rounding, not the formula, limits the accuracy). */
+typedef double (*tu_loss_fn)(void *ctx);
+void tu_numeric_grad(tu_loss_fn f, void *ctx, double *x, size_t n, double h, double *out);
+
 /* Tests pass tu_err() as the ap_error* argument so TU_OK can print it. */
 ap_error *tu_err(void);
 ap_error *tu_last_error(void);
