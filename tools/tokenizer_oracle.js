@@ -26,7 +26,10 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
-const { Tokenizer } = require(path.join(__dirname, "..", "third_party", "node_modules", "@huggingface", "tokenizers"));
+const { pathToFileURL } = require("url");
+// The package is an ES module: import() it (require() of ESM needs node >= 20.19;
+// Debian 12 ships node 18).
+const TOKENIZERS_PKG = path.join(__dirname, "..", "third_party", "node_modules", "@huggingface", "tokenizers");
 
 const WS = "\\p{White_Space}";
 const RUST_BYTELEVEL = new RegExp(
@@ -44,7 +47,8 @@ function patchPreTokenizer(pt) {
   else throw new Error(`--rust-compat: unexpected pre-tokenizer ${name}`);
 }
 
-function main(argv) {
+async function main(argv) {
+  const { Tokenizer } = await import(pathToFileURL(require.resolve(TOKENIZERS_PKG)).href);
   const args = argv.slice(2);
   const flag = (name) => {
     const i = args.indexOf(name);
@@ -74,4 +78,7 @@ function main(argv) {
   return 0;
 }
 
-process.exitCode = main(process.argv);
+main(process.argv).then(
+  (code) => { process.exitCode = code; },
+  (e) => { console.error(e); process.exitCode = 1; }
+);
