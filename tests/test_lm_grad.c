@@ -22,53 +22,9 @@
 
 static ap_rng g_rng;
 
-static double uniform(void) { return (double)(ap_rng_next(&g_rng) >> 11) * 0x1.0p-53; }
-
-static void fill(double *x, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * uniform() - 1);
-}
-
-static double *dalloc(size_t n) {
-    double *x = calloc(n ? n : 1, sizeof *x);
-    assert_non_null(x);
-    return x;
-}
-
-/* Worst error of analytic a vs numeric num over n entries (see the top). */
-static double grad_err(const double *a, const double *num, size_t n) {
-    double scale = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(num[i]));
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(a[i] - num[i]) / fmax(fmax(fabs(num[i]), 1e-3 * scale), 1e-300);
-        if (!(e <= worst)) worst = e;
-    }
-    return worst;
-}
-
-typedef double (*loss_fn)(void *ctx);
-
-/* Five-point stencil: truncation O(h^4), so rounding limits the accuracy. */
-static void numeric_grad(loss_fn f, void *ctx, double *x, size_t n, double *out) {
-    static const double k_off[4] = {2, 1, -1, -2}, k_w[4] = {-1, 8, -8, 1};
-    for (size_t i = 0; i < n; i++) {
-        double keep = x[i], s = 0;
-        for (int j = 0; j < 4; j++) {
-            x[i] = keep + k_off[j] * H_STEP;
-            s += k_w[j] * f(ctx);
-        }
-        x[i] = keep;
-        out[i] = s / (12 * H_STEP);
-    }
-}
-
-static double dot(const double *a, const double *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 static void check(const char *what, const double *analytic, const double *numeric, size_t n) {
-    double e = grad_err(analytic, numeric, n);
+    double e = tu_grad_err(analytic, numeric, n);
     print_message("  %-34s worst rel err %.2e\n", what, e);
     assert_true(e < TOL);
 }
@@ -83,24 +39,24 @@ typedef struct {
 static double ln_loss(void *p) {
     ln_ctx *c = p;
     lmt_layernorm_fwd_d(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, 1e-5);
-    return dot(c->out, c->dout, (size_t)c->n * c->C);
+    return tu_dot(c->out, c->dout, (size_t)c->n * c->C);
 }
 
 static void test_layernorm(void **state) {
     (void)state;
     ln_ctx c = {.n = 3, .C = 37}; /* C over two column blocks */
     size_t nx = (size_t)c.n * c.C;
-    c.x = dalloc(nx), c.w = dalloc(c.C), c.b = dalloc(c.C), c.dout = dalloc(nx), c.out = dalloc(nx);
-    c.mean = dalloc(c.n), c.rstd = dalloc(c.n);
-    fill(c.x, nx, 2), fill(c.w, c.C, 1.5), fill(c.b, c.C, 1), fill(c.dout, nx, 1);
-    double *dx = dalloc(nx), *dw = dalloc(c.C), *db = dalloc(c.C), *num = dalloc(nx);
+    c.x = tu_dalloc(nx), c.w = tu_dalloc(c.C), c.b = tu_dalloc(c.C), c.dout = tu_dalloc(nx), c.out = tu_dalloc(nx);
+    c.mean = tu_dalloc(c.n), c.rstd = tu_dalloc(c.n);
+    tu_fill(&g_rng, c.x, nx, 2), tu_fill(&g_rng, c.w, c.C, 1.5), tu_fill(&g_rng, c.b, c.C, 1), tu_fill(&g_rng, c.dout, nx, 1);
+    double *dx = tu_dalloc(nx), *dw = tu_dalloc(c.C), *db = tu_dalloc(c.C), *num = tu_dalloc(nx);
     ln_loss(&c);
     lmt_layernorm_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.mean, c.rstd, c.n, c.C);
-    numeric_grad(ln_loss, &c, c.x, nx, num);
+    tu_numeric_grad(ln_loss, &c, c.x, nx, H_STEP, num);
     check("layernorm d input", dx, num, nx);
-    numeric_grad(ln_loss, &c, c.w, c.C, num);
+    tu_numeric_grad(ln_loss, &c, c.w, c.C, H_STEP, num);
     check("layernorm d weight", dw, num, c.C);
-    numeric_grad(ln_loss, &c, c.b, c.C, num);
+    tu_numeric_grad(ln_loss, &c, c.b, c.C, H_STEP, num);
     check("layernorm d bias", db, num, c.C);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.mean), free(c.rstd);
     free(dx), free(dw), free(db), free(num);
@@ -116,26 +72,26 @@ typedef struct {
 static double lin_loss(void *p) {
     lin_ctx *c = p;
     lmt_linear_fwd_d(c->out, c->x, c->w, c->b, c->n, c->cin, c->cout);
-    return dot(c->out, c->dout, (size_t)c->n * c->cout);
+    return tu_dot(c->out, c->dout, (size_t)c->n * c->cout);
 }
 
 static void test_linear(void **state) {
     (void)state;
     lin_ctx c = {.n = 4, .cin = 6, .cout = 19};
     size_t nx = (size_t)c.n * c.cin, nw = (size_t)c.cout * c.cin, ny = (size_t)c.n * c.cout;
-    c.x = dalloc(nx), c.w = dalloc(nw), c.b = dalloc(c.cout), c.dout = dalloc(ny), c.out = dalloc(ny);
-    fill(c.x, nx, 1), fill(c.w, nw, 1), fill(c.b, c.cout, 1), fill(c.dout, ny, 1);
-    double *dx = dalloc(nx), *dw = dalloc(nw), *db = dalloc(c.cout), *num = dalloc(nw);
-    fill(dx, nx, 1); /* overwritten (accumulate = 0) */
+    c.x = tu_dalloc(nx), c.w = tu_dalloc(nw), c.b = tu_dalloc(c.cout), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny);
+    tu_fill(&g_rng, c.x, nx, 1), tu_fill(&g_rng, c.w, nw, 1), tu_fill(&g_rng, c.b, c.cout, 1), tu_fill(&g_rng, c.dout, ny, 1);
+    double *dx = tu_dalloc(nx), *dw = tu_dalloc(nw), *db = tu_dalloc(c.cout), *num = tu_dalloc(nw);
+    tu_fill(&g_rng, dx, nx, 1); /* overwritten (accumulate = 0) */
     lmt_linear_bwd_d(dx, 0, dw, db, c.dout, c.x, c.w, c.n, c.cin, c.cout);
-    numeric_grad(lin_loss, &c, c.x, nx, num);
+    tu_numeric_grad(lin_loss, &c, c.x, nx, H_STEP, num);
     check("linear d input", dx, num, nx);
-    numeric_grad(lin_loss, &c, c.w, nw, num);
+    tu_numeric_grad(lin_loss, &c, c.w, nw, H_STEP, num);
     check("linear d weight", dw, num, nw);
-    numeric_grad(lin_loss, &c, c.b, c.cout, num);
+    tu_numeric_grad(lin_loss, &c, c.b, c.cout, H_STEP, num);
     check("linear d bias", db, num, c.cout);
     /* accumulate = 1 adds to what is there */
-    double *acc = dalloc(nx);
+    double *acc = tu_dalloc(nx);
     for (size_t i = 0; i < nx; i++) acc[i] = 1.0;
     lmt_linear_bwd_d(acc, 1, NULL, NULL, c.dout, c.x, c.w, c.n, c.cin, c.cout);
     for (size_t i = 0; i < nx; i++) assert_true(fabs(acc[i] - 1.0 - dx[i]) < 1e-12);
@@ -155,21 +111,21 @@ static double rope_loss(void *p) {
     size_t m = (size_t)c->n * c->nh * c->hd;
     memcpy(c->y, c->x, m * sizeof *c->y);
     lmt_rope_fwd_d(c->y, c->n, c->T, c->nh, c->hd, c->cos_t, c->sin_t);
-    return dot(c->y, c->dout, m);
+    return tu_dot(c->y, c->dout, m);
 }
 
 static void test_rope(void **state) {
     (void)state;
     rope_ctx c = {.n = 10, .T = 5, .nh = 3, .hd = 8}; /* two sequences of 5 positions */
     size_t m = (size_t)c.n * c.nh * c.hd;
-    c.x = dalloc(m), c.y = dalloc(m), c.dout = dalloc(m);
+    c.x = tu_dalloc(m), c.y = tu_dalloc(m), c.dout = tu_dalloc(m);
     c.cos_t = malloc(sizeof(float) * c.T * c.hd / 2), c.sin_t = malloc(sizeof(float) * c.T * c.hd / 2);
     lm_rope_tables(c.cos_t, c.sin_t, c.T, c.hd, 100.0);
-    fill(c.x, m, 1), fill(c.dout, m, 1);
-    double *dx = dalloc(m), *num = dalloc(m);
+    tu_fill(&g_rng, c.x, m, 1), tu_fill(&g_rng, c.dout, m, 1);
+    double *dx = tu_dalloc(m), *num = tu_dalloc(m);
     memcpy(dx, c.dout, m * sizeof *dx);
     lmt_rope_bwd_d(dx, c.n, c.T, c.nh, c.hd, c.cos_t, c.sin_t);
-    numeric_grad(rope_loss, &c, c.x, m, num);
+    tu_numeric_grad(rope_loss, &c, c.x, m, H_STEP, num);
     check("rope d input", dx, num, m);
     free(c.x), free(c.y), free(c.dout), free(c.cos_t), free(c.sin_t), free(dx), free(num);
 }
@@ -184,18 +140,18 @@ typedef struct {
 static double att_loss(void *p) {
     att_ctx *c = p;
     lmt_attention_fwd_d(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->KV, c->hd, c->window);
-    return dot(c->out, c->dout, (size_t)c->B * c->T * c->H * c->hd);
+    return tu_dot(c->out, c->dout, (size_t)c->B * c->T * c->H * c->hd);
 }
 
 static void attention_case(int B, int T, int H, int KV, int window) {
     att_ctx c = {.B = B, .T = T, .H = H, .KV = KV, .hd = 4, .window = window};
     size_t nq = (size_t)c.B * c.T * c.H * c.hd, nk = (size_t)c.B * c.T * c.KV * c.hd;
     size_t na = (size_t)c.B * c.H * c.T * c.T;
-    c.q = dalloc(nq), c.k = dalloc(nk), c.v = dalloc(nk), c.dout = dalloc(nq), c.out = dalloc(nq);
-    c.att = dalloc(na);
-    fill(c.q, nq, 1.5), fill(c.k, nk, 1.5), fill(c.v, nk, 1), fill(c.dout, nq, 1);
-    double *dq = dalloc(nq), *dk = dalloc(nk), *dv = dalloc(nk), *num = dalloc(nq);
-    double *scratch = dalloc((size_t)omp_get_max_threads() * c.T * c.T);
+    c.q = tu_dalloc(nq), c.k = tu_dalloc(nk), c.v = tu_dalloc(nk), c.dout = tu_dalloc(nq), c.out = tu_dalloc(nq);
+    c.att = tu_dalloc(na);
+    tu_fill(&g_rng, c.q, nq, 1.5), tu_fill(&g_rng, c.k, nk, 1.5), tu_fill(&g_rng, c.v, nk, 1), tu_fill(&g_rng, c.dout, nq, 1);
+    double *dq = tu_dalloc(nq), *dk = tu_dalloc(nk), *dv = tu_dalloc(nk), *num = tu_dalloc(nq);
+    double *scratch = tu_dalloc((size_t)omp_get_max_threads() * c.T * c.T);
     att_loss(&c);
     /* masked probabilities are exactly 0: the causal mask and the window */
     for (int bh = 0; bh < c.B * c.H; bh++)
@@ -205,16 +161,16 @@ static void attention_case(int B, int T, int H, int KV, int window) {
                 int visible = j <= i && (window <= 0 || i - j < window);
                 assert_true(visible ? p > 0 : p == 0);
             }
-    fill(dk, nk, 1), fill(dv, nk, 1); /* overwritten */
+    tu_fill(&g_rng, dk, nk, 1), tu_fill(&g_rng, dv, nk, 1); /* overwritten */
     lmt_attention_bwd_d(dq, dk, dv, scratch, c.dout, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.KV, c.hd, window);
     char what[64];
-    numeric_grad(att_loss, &c, c.q, nq, num);
+    tu_numeric_grad(att_loss, &c, c.q, nq, H_STEP, num);
     snprintf(what, sizeof what, "attention d q (T %d, window %d)", T, window);
     check(what, dq, num, nq);
-    numeric_grad(att_loss, &c, c.k, nk, num);
+    tu_numeric_grad(att_loss, &c, c.k, nk, H_STEP, num);
     snprintf(what, sizeof what, "attention d k (T %d, window %d)", T, window);
     check(what, dk, num, nk);
-    numeric_grad(att_loss, &c, c.v, nk, num);
+    tu_numeric_grad(att_loss, &c, c.v, nk, H_STEP, num);
     snprintf(what, sizeof what, "attention d v (T %d, window %d)", T, window);
     check(what, dv, num, nk);
     free(c.q), free(c.k), free(c.v), free(c.dout), free(c.out), free(c.att);
@@ -240,17 +196,17 @@ typedef struct {
 static double gelu_loss(void *p) {
     gelu_ctx *c = p;
     lmt_gelu_fwd_d(c->y, c->x, c->n);
-    return dot(c->y, c->dout, c->n);
+    return tu_dot(c->y, c->dout, c->n);
 }
 
 static void test_gelu(void **state) {
     (void)state;
     gelu_ctx c = {.n = 64};
-    c.x = dalloc(c.n), c.y = dalloc(c.n), c.dout = dalloc(c.n);
-    fill(c.x, c.n, 5), fill(c.dout, c.n, 1);
-    double *dx = dalloc(c.n), *num = dalloc(c.n);
+    c.x = tu_dalloc(c.n), c.y = tu_dalloc(c.n), c.dout = tu_dalloc(c.n);
+    tu_fill(&g_rng, c.x, c.n, 5), tu_fill(&g_rng, c.dout, c.n, 1);
+    double *dx = tu_dalloc(c.n), *num = tu_dalloc(c.n);
     lmt_gelu_bwd_d(dx, c.x, c.dout, c.n);
-    numeric_grad(gelu_loss, &c, c.x, c.n, num);
+    tu_numeric_grad(gelu_loss, &c, c.x, c.n, H_STEP, num);
     check("gelu_tanh d input", dx, num, c.n);
     /* the tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     gelu_loss(&c);
@@ -270,7 +226,7 @@ typedef struct {
 static double emb_loss(void *p) {
     emb_ctx *c = p;
     lmt_embed_fwd_d(c->y, c->ids, c->E, c->n, c->D);
-    return dot(c->y, c->dout, (size_t)c->n * c->D);
+    return tu_dot(c->y, c->dout, (size_t)c->n * c->D);
 }
 
 static void test_embedding(void **state) {
@@ -278,11 +234,11 @@ static void test_embedding(void **state) {
     static const int32_t ids[] = {3, 0, 3, 5, 1, 3};
     emb_ctx c = {.n = 6, .V = 7, .D = 20, .ids = ids};
     size_t ne = (size_t)c.V * c.D, ny = (size_t)c.n * c.D;
-    c.E = dalloc(ne), c.y = dalloc(ny), c.dout = dalloc(ny);
-    fill(c.E, ne, 1), fill(c.dout, ny, 1);
-    double *dE = dalloc(ne), *num = dalloc(ne);
+    c.E = tu_dalloc(ne), c.y = tu_dalloc(ny), c.dout = tu_dalloc(ny);
+    tu_fill(&g_rng, c.E, ne, 1), tu_fill(&g_rng, c.dout, ny, 1);
+    double *dE = tu_dalloc(ne), *num = tu_dalloc(ne);
     lmt_embed_bwd_d(dE, ids, c.dout, c.n, c.D);
-    numeric_grad(emb_loss, &c, c.E, ne, num);
+    tu_numeric_grad(emb_loss, &c, c.E, ne, H_STEP, num);
     check("embedding d weight", dE, num, ne);
     free(c.E), free(c.y), free(c.dout), free(dE), free(num);
 }
@@ -313,7 +269,7 @@ static void net_init(net *m, const ap_lm_config *cfg, int B, int T) {
     lmt_plan_init(&m->pl, &m->L, B, T);
     m->pl.chunk = 3; /* the head runs over several chunks of rows */
     size_t np = m->L.total, na = m->pl.total, n = (size_t)B * T;
-    m->P = dalloc(np), m->G = dalloc(np), m->A = dalloc(na);
+    m->P = tu_dalloc(np), m->G = tu_dalloc(np), m->A = tu_dalloc(na);
     m->Pf = calloc(np, sizeof(float)), m->Gf = calloc(np, sizeof(float)), m->Af = calloc(na, sizeof(float));
     m->cos_t = malloc(sizeof(float) * T * cfg->head_dim / 2), m->sin_t = malloc(sizeof(float) * T * cfg->head_dim / 2);
     m->ids = malloc(n * sizeof *m->ids), m->targets = malloc(n * sizeof *m->targets);
@@ -321,7 +277,7 @@ static void net_init(net *m, const ap_lm_config *cfg, int B, int T) {
     lm_rope_tables(m->cos_t, m->sin_t, T, cfg->head_dim, cfg->rope_theta);
     /* parameters well away from the initialisation's small values, so every
      * term of every gradient matters; LayerNorm weights around 1 */
-    fill(m->P, np, 0.5);
+    tu_fill(&g_rng, m->P, np, 0.5);
     for (size_t i = 0; i < m->L.ntensors; i++) {
         const lmt_tensor *t = &m->L.tensors[i];
         if (strstr(t->name, "layernorm.weight") || strstr(t->name, "norm.weight"))
@@ -360,12 +316,12 @@ static void model_case(const char *what, const ap_lm_config *cfg) {
     net m;
     net_init(&m, cfg, 2, 7);
     net_grad_d(&m);
-    double *num = dalloc(m.L.total);
-    numeric_grad(net_loss, &m, m.P, m.L.total, num);
+    double *num = tu_dalloc(m.L.total);
+    tu_numeric_grad(net_loss, &m, m.P, m.L.total, H_STEP, num);
     double worst = 0;
     for (size_t i = 0; i < m.L.ntensors; i++) {
         const lmt_tensor *t = &m.L.tensors[i];
-        double e = grad_err(m.G + t->offset, num + t->offset, t->numel);
+        double e = tu_grad_err(m.G + t->offset, num + t->offset, t->numel);
         if (e > TOL) print_message("    %s: rel err %.2e\n", t->name, e);
         worst = fmax(worst, e);
     }
@@ -395,29 +351,29 @@ static void test_head(void **state) {
     net_init(&m, &cfg, 2, 7);
     size_t n = 14, D = (size_t)cfg.hidden_size;
     double *lnf = m.A + m.pl.lnf;
-    fill(lnf, n * D, 1.5);
-    double *dl = dalloc(n * D), *num = dalloc(m.L.total);
+    tu_fill(&g_rng, lnf, n * D, 1.5);
+    double *dl = tu_dalloc(n * D), *num = tu_dalloc(m.L.total);
     double loss = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, m.G);
     memcpy(dl, m.A + m.pl.d_lnf, n * D * sizeof *dl);
     /* per-row losses: log-sum-exp minus the target logit; 0 where ignored */
-    double *logits = dalloc((size_t)cfg.vocab_size);
+    double *logits = tu_dalloc((size_t)cfg.vocab_size);
     for (size_t r = 0; r < n; r++) {
         double ref = 0;
         if (m.targets[r] >= 0) {
             double s = 0;
             for (int j = 0; j < cfg.vocab_size; j++) {
-                logits[j] = dot(lnf + r * D, m.P + m.L.head + (size_t)j * D, D);
+                logits[j] = tu_dot(lnf + r * D, m.P + m.L.head + (size_t)j * D, D);
                 s += exp(logits[j]);
             }
             ref = log(s) - logits[m.targets[r]];
         }
         assert_true(fabs(m.A[m.pl.rowloss + r] - ref) < 1e-12);
     }
-    double *num_l = dalloc(n * D);
-    numeric_grad(head_loss, &m, lnf, n * D, num_l);
+    double *num_l = tu_dalloc(n * D);
+    tu_numeric_grad(head_loss, &m, lnf, n * D, H_STEP, num_l);
     check("head+cross-entropy d final norm", dl, num_l, n * D);
     size_t off = m.L.head, nw = (size_t)cfg.vocab_size * D;
-    numeric_grad(head_loss, &m, m.P + off, nw, num);
+    tu_numeric_grad(head_loss, &m, m.P + off, nw, H_STEP, num);
     check("head+cross-entropy d weight", m.G + off, num, nw);
     assert_true(loss > 0);
     free(dl), free(num), free(num_l), free(logits);
