@@ -16,6 +16,7 @@
 #include "lm/kernels.h"
 #include "lm/train_internal.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,7 @@ static void test_stream_windows(void **state) {
     data_setup(&f, 20);
     int n1 = 33;
     lmt_stream s;
-    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 5, 0.0, tu_err()));
+    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 5, &(lmt_fim){0.0, AP_FIM_SPLIT_CHAR, 0}, tu_err()));
     size_t nwin = f.toks.n / (size_t)n1;
     assert_int_equal(s.nwin, nwin);
     int *hits = calloc(nwin, sizeof *hits);
@@ -266,13 +267,23 @@ static int is_fim_marker(const lmt_special *sp, int32_t id) {
     return id == sp->fim_prefix || id == sp->fim_suffix || id == sp->fim_middle || id == sp->fim_pad;
 }
 
-static void test_stream_fim(void **state) {
-    (void)state;
+/* The boundary rule of AP_FIM_SPLIT_BOUNDARY between the last character of
+ * a and the first of b (ASCII test texts). */
+static int is_boundary(const char *a, const char *b) {
+    if (!*a || !*b) return 1;
+    unsigned char x = (unsigned char)a[strlen(a) - 1], y = (unsigned char)*b;
+    int cx = isalnum(x) || x == '_' || x == '$' ? 0 : isspace(x) ? 1 : 2;
+    int cy = isalnum(y) || y == '_' || y == '$' ? 0 : isspace(y) ? 1 : 2;
+    return cx != cy || cx == 2;
+}
+
+static void stream_fim_case(ap_fim_split split) {
     data_fixture f;
     data_setup(&f, 40);
     int n1 = 65;
     lmt_stream s;
-    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 8, 0.5, tu_err()));
+    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 8, &(lmt_fim){0.5, split, 0}, tu_err()));
+    int mid_words = 0;
     int32_t *seq = malloc(sizeof *seq * n1);
     int pieces = 0, rewritten = 0, long_pieces = 0, long_rewritten = 0;
     for (int k = 0; k < 150; k++) {
@@ -318,14 +329,22 @@ static void test_stream_fim(void **state) {
             assert_memory_equal(orig_text + lp, mid, lm);
             assert_memory_equal(orig_text + lp + lm, sfx, ls);
             if (pad) assert_int_equal(lp + lm + ls, strlen(orig_text));
+            /* where the middle starts: at a class boundary when asked for */
+            int boundary = is_boundary(p, mid);
+            if (split == AP_FIM_SPLIT_BOUNDARY) assert_true(boundary);
+            mid_words += !boundary;
             free(orig_text), free(p), free(sfx), free(mid);
             a = b;
         }
     }
     /* half of them, except short pieces that cannot take the three FIM tokens */
     double share = (double)rewritten / pieces, long_share = (double)long_rewritten / long_pieces;
-    print_message("  FIM: %d of %d pieces rewritten (%.2f); of those >= 16 tokens %d of %d (%.2f)\n", rewritten,
-                  pieces, share, long_rewritten, long_pieces, long_share);
+    print_message("  FIM (%s): %d of %d pieces rewritten (%.2f); of those >= 16 tokens %d of %d (%.2f); "
+                  "%d middles start inside a word or a run of one class\n",
+                  split == AP_FIM_SPLIT_CHAR ? "char" : "boundary", rewritten, pieces, share, long_rewritten,
+                  long_pieces, long_share, mid_words);
+    /* uniform character positions mostly fall inside a word */
+    if (split == AP_FIM_SPLIT_CHAR) assert_true(mid_words > rewritten / 3);
     assert_true(pieces > 200 && share > 0.3 && share < 0.6);
     assert_true(long_pieces > 100 && long_share > 0.4 && long_share < 0.6);
     /* a stream restarted at a saved position continues identically */
@@ -333,13 +352,59 @@ static void test_stream_fim(void **state) {
     int32_t *a1 = malloc(sizeof *a1 * n1 * 5), *a2 = malloc(sizeof *a2 * n1 * 5);
     for (int k = 0; k < 5; k++) TU_OK(lmt_stream_next(&s, a1 + k * n1, tu_err()));
     lmt_stream s2;
-    TU_OK(lmt_stream_init(&s2, &f.toks, n1, f.tok, &f.sp, 8, 0.5, tu_err()));
+    TU_OK(lmt_stream_init(&s2, &f.toks, n1, f.tok, &f.sp, 8, &(lmt_fim){0.5, split, 0}, tu_err()));
     s2.pos = saved;
     for (int k = 0; k < 5; k++) TU_OK(lmt_stream_next(&s2, a2 + k * n1, tu_err()));
     assert_memory_equal(a1, a2, sizeof *a1 * n1 * 5);
     free(seq), free(a1), free(a2);
     lmt_stream_free(&s);
     lmt_stream_free(&s2);
+    data_teardown(&f);
+}
+
+static void test_stream_fim(void **state) {
+    (void)state;
+    stream_fim_case(AP_FIM_SPLIT_CHAR);
+    stream_fim_case(AP_FIM_SPLIT_BOUNDARY);
+}
+
+/* --fim-chunk: a window holds several FIM examples, each well formed. */
+static void test_stream_fim_chunks(void **state) {
+    (void)state;
+    data_fixture f;
+    data_setup(&f, 40);
+    int n1 = 129, examples = 0, windows = 60;
+    lmt_stream s;
+    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 4, &(lmt_fim){1.0, AP_FIM_SPLIT_BOUNDARY, 24}, tu_err()));
+    int32_t *seq = malloc(sizeof *seq * n1);
+    for (int k = 0; k < windows; k++) {
+        TU_OK(lmt_stream_next(&s, seq, tu_err()));
+        /* markers come in order prefix, suffix, middle, and every piece that
+         * starts with <fim_prefix> completes the triple before the next one */
+        int state_ = 0; /* 0: outside, 1: after prefix, 2: after suffix, 3: in middle */
+        for (int i = 0; i < n1; i++) {
+            int32_t t = seq[i];
+            if (t == f.sp.fim_prefix) {
+                assert_true(state_ == 0 || state_ == 3);
+                state_ = 1;
+            } else if (t == f.sp.fim_suffix) {
+                assert_int_equal(state_, 1);
+                state_ = 2;
+            } else if (t == f.sp.fim_middle) {
+                assert_int_equal(state_, 2);
+                state_ = 3;
+                examples++;
+            } else if (t == f.sp.eot) {
+                assert_true(state_ == 0 || state_ == 3);
+                state_ = 0;
+            }
+        }
+    }
+    /* chunks of 12..36 tokens: several examples per window of 129 */
+    print_message("  FIM chunks of ~24 tokens: %.1f examples per window of %d\n", (double)examples / windows, n1);
+    assert_true(examples > 3 * windows);
+    free(seq);
+    lmt_stream_free(&s);
     data_teardown(&f);
 }
 
@@ -361,6 +426,7 @@ int main(void) {
         cmocka_unit_test(test_token_array),
         cmocka_unit_test(test_stream_windows),
         cmocka_unit_test(test_stream_fim),
+        cmocka_unit_test(test_stream_fim_chunks),
         cmocka_unit_test(test_split_sequence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

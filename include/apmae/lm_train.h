@@ -24,6 +24,14 @@
 ap_status ap_lm_train_config(const char *name_or_path, int vocab_size, int seq_len, ap_lm_config *cfg,
                              ap_error *err);
 
+/* Where FIM cuts a document piece into prefix, middle and suffix: at two
+ * character positions drawn uniformly (StarCoder2's recipe), or drawn
+ * uniformly among character-class boundaries — between identifier
+ * characters, whitespace and punctuation, or between two punctuation
+ * characters — which is where the scenarios' targets start and end
+ * (docs/training.md compares the two). */
+typedef enum ap_fim_split { AP_FIM_SPLIT_CHAR, AP_FIM_SPLIT_BOUNDARY } ap_fim_split;
+
 typedef struct ap_lm_train_options {
     const char *corpus;     /* directory, archive or JSONL (apmae/mine.h) */
     ap_corpus_options corpus_opt;
@@ -37,6 +45,8 @@ typedef struct ap_lm_train_options {
     int64_t warmup;         /* steps; < 0: 2% of the steps */
     double weight_decay, beta1, beta2, clip;
     double fim_rate;        /* share of documents turned into FIM */
+    ap_fim_split fim_split;
+    int fim_chunk;          /* > 0: documents are cut into chunks of about this many tokens, each its own FIM draw */
     double holdout;         /* share of files held out for the eval loss */
     int64_t eval_every;     /* steps; 0: 20 evaluations per run */
     int eval_batches;       /* batches of held-out sequences per evaluation */
@@ -78,6 +88,8 @@ typedef struct ap_lm_eval_options {
     ap_corpus_options corpus_opt;
     int64_t max_tokens;     /* corpus tokens evaluated at most */
     double fim_rate;        /* FIM share in the corpus sequences (as in training) */
+    ap_fim_split fim_split;
+    int fim_chunk;
     uint64_t seed;
     int batch;
     int progress;

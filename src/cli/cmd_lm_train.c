@@ -25,6 +25,8 @@ static const cli_flag k_train_flags[] = {
     {"--weight-decay", "W", "AdamW weight decay on matrices (default 0.1)", 0},
     {"--clip", "C", "gradient clipping: maximum global norm (default 1.0)", 0},
     {"--fim-rate", "R", "share of documents rewritten as fill-in-the-middle (default 0.5)", 0},
+    {"--fim-split", "char|boundary", "FIM cut points: any character, or character-class boundaries (default char)", 0},
+    {"--fim-chunk", "L", "FIM each chunk of about L tokens of a document on its own (default 0: whole pieces)", 0},
     {"--holdout", "R", "share of files held out for the eval loss, by path hash (default 0.01)", 0},
     {"--eval-every", "STEPS", "held-out evaluation interval (default: 20 per run)", 0},
     {"--eval-batches", "K", "held-out batches per evaluation (default 4)", 0},
@@ -51,6 +53,8 @@ static const cli_flag k_eval_flags[] = {
     {"--exclude", "GLOBS", "corpus paths to skip", 0},
     {"--max-tokens", "T", "corpus tokens evaluated at most (default 1M)", 0},
     {"--fim-rate", "R", "FIM share of the corpus sequences, as in training (default 0.5)", 0},
+    {"--fim-split", "char|boundary", "FIM cut points, as in training (default char)", 0},
+    {"--fim-chunk", "L", "FIM chunk length, as in training (default 0)", 0},
     {"--seed", "S", "seed of the corpus order and FIM (default 1)", 0},
     {"--batch", "B", "sequences per forward pass (default 16)", 0},
     {NULL, NULL, NULL, 0},
@@ -121,6 +125,15 @@ static ap_status get_seed(const cli_args *a, uint64_t *seed, ap_error *err) {
     return AP_OK;
 }
 
+static ap_status get_fim_split(const cli_args *a, ap_fim_split *out, ap_error *err) {
+    if (!cli_has(a, "--fim-split")) return AP_OK;
+    const char *v = cli_get(a, "--fim-split");
+    if (strcmp(v, "char") == 0) *out = AP_FIM_SPLIT_CHAR;
+    else if (strcmp(v, "boundary") == 0) *out = AP_FIM_SPLIT_BOUNDARY;
+    else return ap_fail(err, AP_ERR_ARG, "--fim-split: '%s' is not char or boundary", v);
+    return AP_OK;
+}
+
 static ap_status run_train(const cli_args *a, ap_error *err) {
     ap_lm_train_options o;
     ap_lm_train_options_default(&o);
@@ -138,7 +151,9 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
         (st = get_int(a, "--seq-len", 8, 65536, &o.seq_len, err)) || (st = get_f64(a, "--lr", &o.lr, err)) ||
         (st = get_f64(a, "--min-lr-ratio", &o.min_lr_ratio, err)) || (st = get_i64(a, "--warmup", &o.warmup, err)) ||
         (st = get_f64(a, "--weight-decay", &o.weight_decay, err)) || (st = get_f64(a, "--clip", &o.clip, err)) ||
-        (st = get_f64(a, "--fim-rate", &o.fim_rate, err)) || (st = get_f64(a, "--holdout", &o.holdout, err)) ||
+        (st = get_f64(a, "--fim-rate", &o.fim_rate, err)) || (st = get_fim_split(a, &o.fim_split, err)) ||
+        (st = get_int(a, "--fim-chunk", 0, 65536, &o.fim_chunk, err)) ||
+        (st = get_f64(a, "--holdout", &o.holdout, err)) ||
         (st = get_i64(a, "--eval-every", &o.eval_every, err)) ||
         (st = get_int(a, "--eval-batches", 1, 10000, &o.eval_batches, err)) ||
         (st = get_i64(a, "--checkpoint-every", &o.checkpoint_every, err)) ||
@@ -173,7 +188,8 @@ static ap_status run_eval(const cli_args *a, ap_error *err) {
                             .progress = ap_log_get_level() >= AP_LOG_INFO};
     ap_status st;
     if ((st = get_i64(a, "--max-tokens", &o.max_tokens, err)) || (st = get_f64(a, "--fim-rate", &o.fim_rate, err)) ||
-        (st = get_seed(a, &o.seed, err)) || (st = get_int(a, "--batch", 1, 4096, &o.batch, err)))
+        (st = get_seed(a, &o.seed, err)) || (st = get_int(a, "--batch", 1, 4096, &o.batch, err)) ||
+        (st = get_fim_split(a, &o.fim_split, err)) || (st = get_int(a, "--fim-chunk", 0, 65536, &o.fim_chunk, err)))
         return st;
     if (!(o.fim_rate >= 0 && o.fim_rate <= 1)) return ap_fail(err, AP_ERR_ARG, "--fim-rate must be in [0, 1]");
     ap_buf out = {0};

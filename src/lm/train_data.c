@@ -176,13 +176,13 @@ done:
 /* ---- the stream ------------------------------------------------------------------------ */
 
 ap_status lmt_stream_init(lmt_stream *s, const lmt_tokens *toks, int n1, const ap_tokenizer *tok,
-                          const lmt_special *sp, uint64_t seed, double fim_rate, ap_error *err) {
+                          const lmt_special *sp, uint64_t seed, const lmt_fim *fim, ap_error *err) {
     memset(s, 0, sizeof *s);
     s->toks = toks;
     s->tok = tok;
     s->sp = *sp;
     s->seed = seed;
-    s->fim_rate = fim_rate;
+    s->fim = *fim;
     s->n1 = n1;
     s->perm_epoch = -1;
     s->nwin = toks->n / (size_t)n1;
@@ -197,6 +197,7 @@ ap_status lmt_stream_init(lmt_stream *s, const lmt_tokens *toks, int n1, const a
 void lmt_stream_free(lmt_stream *s) {
     free(s->perm);
     free(s->piece);
+    free(s->cand);
     memset(s, 0, sizeof *s);
 }
 
@@ -224,7 +225,7 @@ static ap_status append_ids(int32_t **buf, size_t *n, size_t *cap, const int32_t
         *buf = b;
         *cap = c;
     }
-    memcpy(*buf + *n, ids, k * sizeof *ids);
+    if (k) memcpy(*buf + *n, ids, k * sizeof *ids); /* ids may be NULL when k is 0 */
     *n += k;
     return AP_OK;
 }
@@ -242,6 +243,25 @@ static ap_status encode_part(lmt_stream *s, const char *text, size_t a, size_t b
     return st;
 }
 
+/* Character classes for boundary splits: identifier characters (non-ASCII
+ * counted as letters), whitespace, and the rest (punctuation). */
+static int char_class(unsigned char c) {
+    if (c == '_' || c == '$' || c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+        return 0;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ? 1 : 2;
+}
+
+/* Position i (a character start, or the end) lies between two classes, or
+ * between two punctuation characters: where a scenario's target (an
+ * identifier, a literal, an operator, a bracket, ...) can start or end. */
+static int split_at_boundary(const char *text, size_t n, size_t i) {
+    if (i == 0 || i == n) return 1;
+    size_t p = i - 1;
+    while (p > 0 && ((unsigned char)text[p] & 0xC0) == 0x80) p--;
+    int a = char_class((unsigned char)text[p]), b = char_class((unsigned char)text[i]);
+    return a != b || a == 2;
+}
+
 /* Rewrites ids[0, len) (one document's piece) in FIM form in place, keeping
  * its length: <fim_prefix> P <fim_suffix> S <fim_middle> M with S (then M)
  * cut at its end, or S padded with <fim_pad>. Left as it is when that would
@@ -251,25 +271,22 @@ static ap_status fim_piece(lmt_stream *s, int32_t *ids, size_t len, ap_error *er
     size_t nbytes;
     ap_status st = ap_tokenizer_decode(s->tok, ids, len, &text, &nbytes, err);
     if (st) return st;
-    /* two uniform character boundaries (0 and nbytes included) */
-    size_t nchars = 0;
-    for (size_t i = 0; i < nbytes; i++) nchars += ((unsigned char)text[i] & 0xC0) != 0x80;
-    size_t c1 = (size_t)ap_rng_below(&s->pos.rng, nchars + 1), c2 = (size_t)ap_rng_below(&s->pos.rng, nchars + 1);
-    if (c1 > c2) {
-        size_t t = c1;
-        c1 = c2;
-        c2 = t;
-    }
-    size_t b1 = nbytes, b2 = nbytes, ch = 0;
-    for (size_t i = 0; i < nbytes; i++) {
-        if (((unsigned char)text[i] & 0xC0) == 0x80) continue;
-        if (ch == c1 && b1 == nbytes) b1 = i;
-        if (ch == c2) {
-            b2 = i;
-            break;
+    /* two split points drawn uniformly from the candidates */
+    size_t ncand = 0;
+    if (nbytes + 1 > s->cand_cap) {
+        size_t *c = ap_realloc(s->cand, (nbytes + 1) * sizeof *c, err);
+        if (!c) {
+            free(text);
+            return AP_ERR_NOMEM;
         }
-        ch++;
+        s->cand = c;
+        s->cand_cap = nbytes + 1;
     }
+    for (size_t i = 0; i <= nbytes; i++)
+        if (i == nbytes || ((unsigned char)text[i] & 0xC0) != 0x80)
+            if (s->fim.split == AP_FIM_SPLIT_CHAR || split_at_boundary(text, nbytes, i)) s->cand[ncand++] = i;
+    size_t k1 = (size_t)ap_rng_below(&s->pos.rng, ncand), k2 = (size_t)ap_rng_below(&s->pos.rng, ncand);
+    size_t b1 = s->cand[k1 < k2 ? k1 : k2], b2 = s->cand[k1 < k2 ? k2 : k1];
     /* layout in s->piece: P, then M, then S (assembled below) */
     size_t n = 0, np, nm, ns;
     if ((st = encode_part(s, text, 0, b1, &n, &np, err)) || (st = encode_part(s, text, b1, b2, &n, &nm, err)) ||
@@ -282,9 +299,9 @@ static ap_status fim_piece(lmt_stream *s, int32_t *ids, size_t len, ap_error *er
      * middle (its first token, the one FIM is about, stays) */
     size_t full = 3 + np + nm + ns, over = full > len ? full - len : 0, pad = full < len ? len - full : 0;
     if (over >= ns + nm) return AP_OK; /* cannot keep the length */
+    const int32_t *P = s->piece, *M = s->piece + np, *S = s->piece + np + nm;
     size_t keep_s = over <= ns ? ns - over : 0;
     nm -= over > ns ? over - ns : 0;
-    const int32_t *P = s->piece, *M = s->piece + np, *S = s->piece + np + nm;
     size_t o = 0;
     ids[o++] = s->sp.fim_prefix;
     memcpy(ids + o, P, np * sizeof *ids), o += np;
@@ -305,9 +322,9 @@ ap_status lmt_stream_next(lmt_stream *s, int32_t *seq, ap_error *err) {
     size_t w = s->perm[s->pos.index++];
     int n = s->n1;
     memcpy(seq, s->toks->ids + w * (size_t)n, (size_t)n * sizeof *seq);
-    ap_status st;
-    if (s->fim_rate <= 0) return AP_OK;
-    /* pieces: maximal runs without <|endoftext|>, one FIM draw each */
+    if (s->fim.rate <= 0) return AP_OK;
+    /* pieces: maximal runs without <|endoftext|> (or chunks of them), one FIM draw each */
+    int chunk = s->fim.chunk;
     for (int a = 0; a < n;) {
         if (seq[a] == s->sp.eot) {
             a++;
@@ -315,8 +332,13 @@ ap_status lmt_stream_next(lmt_stream *s, int32_t *seq, ap_error *err) {
         }
         int b = a;
         while (b < n && seq[b] != s->sp.eot) b++;
-        if (uniform01(&s->pos.rng) < s->fim_rate && b - a >= 2 &&
-            (st = fim_piece(s, seq + a, (size_t)(b - a), err)))
+        if (chunk > 0 && b - a > chunk + chunk / 2) {
+            /* the next chunk: chunk/2 .. 3*chunk/2 tokens, never leaving a stub under chunk/2 */
+            int len = chunk / 2 + (int)ap_rng_below(&s->pos.rng, (uint64_t)chunk + 1);
+            if (b - (a + len) >= chunk / 2) b = a + len;
+        }
+        ap_status st;
+        if (uniform01(&s->pos.rng) < s->fim.rate && b - a >= 2 && (st = fim_piece(s, seq + a, (size_t)(b - a), err)))
             return st;
         a = b;
     }

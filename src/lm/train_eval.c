@@ -106,7 +106,7 @@ static ap_status run_batch(evaluator *e, scen_batch *b, task_count *tasks, ap_er
 
 /* One JSONL line into the batch; noise scenarios (no label) are skipped. */
 static ap_status parse_line(const char *line, const char *path, int64_t lineno, const ap_lm_config *c,
-                            scen_batch *b, int B, task_count *tasks, int *ntasks, int *T_out, int64_t *skipped,
+                            scen_batch *b, task_count *tasks, int *ntasks, int *T_out, int64_t *skipped,
                             ap_error *err) {
     cJSON *j = cJSON_Parse(line);
     ap_status st = AP_OK;
@@ -159,7 +159,6 @@ static ap_status parse_line(const char *line, const char *path, int64_t lineno, 
     b->T = T;
     b->n++;
     *T_out = T;
-    (void)B;
 done:
     cJSON_Delete(j);
     return st;
@@ -194,7 +193,7 @@ static ap_status eval_scenarios(evaluator *e, const ap_lm_eval_options *o, cJSON
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
         lineno++;
-        if (*line && !(st = parse_line(line, o->scenarios, lineno, c, &b, B, tasks, &ntasks, &T, &skipped, err)) &&
+        if (*line && !(st = parse_line(line, o->scenarios, lineno, c, &b, tasks, &ntasks, &T, &skipped, err)) &&
             b.n == B)
             st = run_batch(e, &b, tasks, err);
         line = nl ? nl + 1 : line + strlen(line);
@@ -244,7 +243,8 @@ static ap_status eval_corpus(evaluator *e, const ap_lm_eval_options *o, cJSON *o
         goto done;
     }
     if ((st = lmt_tokenize_docs(&docs, tok, sp.eot, o->seed, &toks, o->progress, err)) ||
-        (st = lmt_stream_init(&s, &toks, N + 1, tok, &sp, o->seed, o->fim_rate, err)))
+        (st = lmt_stream_init(&s, &toks, N + 1, tok, &sp, o->seed,
+                              &(lmt_fim){o->fim_rate, o->fim_split, o->fim_chunk}, err)))
         goto done;
     st = AP_ERR_NOMEM;
     seq = ap_malloc((size_t)(N + 1) * sizeof *seq, err);
@@ -274,6 +274,8 @@ static ap_status eval_corpus(evaluator *e, const ap_lm_eval_options *o, cJSON *o
         cJSON_AddNumberToObject(h, "sequences", (double)nseq);
         cJSON_AddNumberToObject(h, "tokens", (double)count);
         cJSON_AddNumberToObject(h, "fim_rate", o->fim_rate);
+        cJSON_AddStringToObject(h, "fim_split", o->fim_split == AP_FIM_SPLIT_BOUNDARY ? "boundary" : "char");
+        cJSON_AddNumberToObject(h, "fim_chunk", o->fim_chunk);
         double loss = count ? sum / (double)count : NAN;
         cJSON_AddNumberToObject(h, "loss", loss);
         cJSON_AddNumberToObject(h, "perplexity", exp(loss));

@@ -173,6 +173,13 @@ ap_status lmt_tokenize_docs(const lmt_docs *docs, const ap_tokenizer *tok, int32
                             lmt_tokens *out, int progress, ap_error *err);
 void lmt_tokens_free(lmt_tokens *t);
 
+/* How FIM rewrites the pieces of a window (the options of the same names). */
+typedef struct lmt_fim {
+    double rate;
+    ap_fim_split split;
+    int chunk; /* > 0: pieces are cut into chunks of chunk/2..3*chunk/2 tokens first */
+} lmt_fim;
+
 /* Where a stream is: the next sequence is window perm[index] of epoch
  * `epoch` (each epoch a fresh permutation of the windows), and the FIM
  * generator's state. This is what a checkpoint stores. */
@@ -183,9 +190,11 @@ typedef struct lmt_stream_pos {
 
 /* Sequences of N+1 tokens: the token array cut into consecutive windows,
  * handed out in a shuffled order; in each, every piece of a document (the
- * tokens between two <|endoftext|>) is with probability fim_rate rewritten
- * as <fim_prefix> P <fim_suffix> S <fim_middle> M (split at two uniform
- * character positions, the three parts tokenized on their own), its suffix
+ * tokens between two <|endoftext|>, or a chunk of it) is with probability
+ * fim.rate rewritten
+ * as <fim_prefix> P <fim_suffix> S <fim_middle> M (split at two positions
+ * drawn uniformly from the candidates of fim.split, the three parts
+ * tokenized on their own), its suffix
  * (then its middle, never the middle's first token) cut at the end or padded
  * with <fim_pad> so the piece keeps its length (the bigcode Megatron recipe,
  * applied to the context window so the model sees whole FIM examples within
@@ -195,19 +204,21 @@ typedef struct lmt_stream {
     const ap_tokenizer *tok;
     lmt_special sp;
     uint64_t seed;
-    double fim_rate;
+    lmt_fim fim;
     int n1;             /* N + 1 */
     size_t nwin;        /* windows per epoch */
     lmt_stream_pos pos;
     uint32_t *perm;     /* the current epoch's order */
     int64_t perm_epoch; /* which epoch perm holds (-1: none) */
-    int32_t *piece;     /* FIM scratch */
+    int32_t *piece;     /* FIM scratch: tokens and candidate split points */
     size_t piece_cap;
+    size_t *cand;
+    size_t cand_cap;
 } lmt_stream;
 
 /* An array shorter than one window is an error. */
 ap_status lmt_stream_init(lmt_stream *s, const lmt_tokens *toks, int n1, const ap_tokenizer *tok,
-                          const lmt_special *sp, uint64_t seed, double fim_rate, ap_error *err);
+                          const lmt_special *sp, uint64_t seed, const lmt_fim *fim, ap_error *err);
 void lmt_stream_free(lmt_stream *s);
 /* The next sequence of N+1 tokens. */
 ap_status lmt_stream_next(lmt_stream *s, int32_t *seq, ap_error *err);

@@ -96,6 +96,8 @@ static ap_status check_options(const ap_lm_train_options *o, ap_error *err) {
         return ap_fail(err, AP_ERR_ARG, "AdamW betas must be in [0, 1)");
     if (!(o->clip > 0)) return ap_fail(err, AP_ERR_ARG, "--clip must be positive");
     if (!(o->fim_rate >= 0 && o->fim_rate <= 1)) return ap_fail(err, AP_ERR_ARG, "--fim-rate must be in [0, 1]");
+    if (o->fim_chunk < 0 || (o->fim_chunk > 0 && o->fim_chunk < 8))
+        return ap_fail(err, AP_ERR_ARG, "--fim-chunk must be 0 (whole documents) or at least 8 tokens");
     if (!(o->holdout >= 0 && o->holdout < 1)) return ap_fail(err, AP_ERR_ARG, "--holdout must be in [0, 1)");
     if (o->eval_batches < 1 || o->eval_batches > 10000)
         return ap_fail(err, AP_ERR_ARG, "--eval-batches must be 1..10000");
@@ -125,6 +127,8 @@ static cJSON *identity_json(const ap_lm_train_options *o, const ap_lm_config *c,
     cJSON_AddNumberToObject(j, "beta2", o->beta2);
     cJSON_AddNumberToObject(j, "clip", o->clip);
     cJSON_AddNumberToObject(j, "fim_rate", o->fim_rate);
+    cJSON_AddStringToObject(j, "fim_split", o->fim_split == AP_FIM_SPLIT_BOUNDARY ? "boundary" : "char");
+    cJSON_AddNumberToObject(j, "fim_chunk", o->fim_chunk);
     cJSON_AddNumberToObject(j, "holdout", o->holdout);
     snprintf(hex, sizeof hex, "%llu", (unsigned long long)o->seed);
     cJSON_AddStringToObject(j, "seed", hex);
@@ -177,7 +181,7 @@ static ap_status setup_model(trainer *t, const ap_lm_config *cfg, ap_error *err)
     return AP_OK;
 }
 
-/* B sequences from a stream into inputs/targets; returns the target count. */
+/* B sequences from a stream into inputs/targets; *count: targets with a loss. */
 static ap_status fill_batch(trainer *t, lmt_stream *s, int32_t *inputs, int32_t *targets, int *count,
                             ap_error *err) {
     int N = t->o->seq_len;
@@ -202,8 +206,9 @@ static ap_status setup_eval(trainer *t, ap_error *err) {
     t->eval_targets = ap_malloc(n * sizeof *t->eval_targets, err);
     if (!t->eval_inputs || !t->eval_targets) return AP_ERR_NOMEM;
     lmt_stream s;
+    lmt_fim fim = {t->o->fim_rate, t->o->fim_split, t->o->fim_chunk};
     ap_status st = lmt_stream_init(&s, &t->held_toks, t->o->seq_len + 1, t->tok, &t->sp,
-                                   ap_hash_mix(t->o->seed, 0x6576616cull), t->o->fim_rate, err);
+                                   ap_hash_mix(t->o->seed, 0x6576616cull), &fim, err);
     size_t per = (size_t)t->o->batch * t->o->seq_len;
     for (int i = 0; !st && i < t->o->eval_batches; i++) {
         int count;
@@ -293,10 +298,6 @@ static ap_status save_checkpoint(trainer *t, ap_error *err) {
     return st;
 }
 
-static ap_status json_i64(const cJSON *j, const char *key, const char *file, int64_t *out, ap_error *err) {
-    return ap_json_int(j, key, file, out, err);
-}
-
 /* Names the first identity field that differs, for the --resume error. */
 static const char *identity_diff(const cJSON *a, const cJSON *b) {
     for (const cJSON *x = a->child; x; x = x->next) {
@@ -329,8 +330,8 @@ static ap_status load_checkpoint(trainer *t, ap_error *err) {
         goto done;
     }
     int64_t step, epoch, index;
-    if ((st = json_i64(j, "step", path, &step, err)) || (st = json_i64(j, "epoch", path, &epoch, err)) ||
-        (st = json_i64(j, "index", path, &index, err)))
+    if ((st = ap_json_int(j, "step", path, &step, err)) || (st = ap_json_int(j, "epoch", path, &epoch, err)) ||
+        (st = ap_json_int(j, "index", path, &index, err)))
         goto done;
     const cJSON *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
     if (!cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != 4 || step < 0 || step > t->steps || epoch < 0 || index < 0 ||
@@ -432,8 +433,8 @@ static ap_status setup(trainer *t, ap_error *err) {
     if (t->warmup < 1) t->warmup = 1;
     t->eval_every = o->eval_every > 0 ? o->eval_every : (t->steps + 19) / 20;
     t->ckpt_every = o->checkpoint_every > 0 ? o->checkpoint_every : (t->steps + 19) / 20;
-    if ((st = lmt_stream_init(&t->stream, &t->train_toks, o->seq_len + 1, t->tok, &t->sp, o->seed, o->fim_rate,
-                              err)))
+    lmt_fim fim = {o->fim_rate, o->fim_split, o->fim_chunk};
+    if ((st = lmt_stream_init(&t->stream, &t->train_toks, o->seq_len + 1, t->tok, &t->sp, o->seed, &fim, err)))
         return st;
     if ((st = setup_eval(t, err))) return st;
     if (o->resume) return load_checkpoint(t, err);
