@@ -7,3 +7,4 @@ APMAE=${1:-build/bin/apmae}
 bash bench/lm_forward.sh "$APMAE"
 bash bench/mine_bench.sh "$APMAE"
 bash bench/lm_train.sh "$APMAE"
+bash bench/extract.sh "$APMAE"

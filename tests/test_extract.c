@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,33 +16,7 @@
 #include "apmae/extract.h"
 #include "apmae/lm.h"
 #include "apmae/store.h"
-
-static const char *k_model = "fixtures/lm/f32_gqa_untied"; /* vocab 101, 2 layers x 4 heads */
-
-/* A scenarios file: every 5th line is noise (no label), tasks alternate. */
-static char *write_scenarios(const char *name, int lines, int n_tokens, uint64_t seed) {
-    char *path = tu_tmp_path(name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    uint64_t x = seed;
-    for (int i = 0; i < lines; i++) {
-        int noise = i % 5 == 4;
-        const char *task = noise ? "noise" : i % 2 ? "beta" : "alpha";
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        fprintf(f, "{\"id\":\"%s-%04d\",\"task\":\"%s\",\"source\":%s,\"start\":%d,\"end\":%d,\"label_id\":", task, i,
-                task, noise ? "null" : "\"A.java\"", i, i + 3);
-        if (noise) fprintf(f, "null");
-        else fprintf(f, "%d", (int)(x % 101));
-        fprintf(f, ",\"seed\":7,\"input_ids\":[");
-        for (int t = 0; t < n_tokens; t++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            fprintf(f, t ? ",%d" : "%d", (int)(x % 101));
-        }
-        fprintf(f, "]}\n");
-    }
-    fclose(f);
-    return path;
-}
+#include "extract_synth.h"
 
 static ap_extract_options options(const char *scenarios, const char *store) {
     ap_extract_options o = {.model_dir = k_model, .scenarios_path = scenarios, .store_path = store,
@@ -70,6 +45,7 @@ static void test_store_equals_forward(void **state) {
     for (int64_t i = 0; i < 12; i++) {
         ap_store_sample rec;
         TU_OK(ap_store_read_sample(s, i, &rec, ids, tu_err()));
+        assert_int_equal(rec.index, i); /* every scenario kept: sample i is line i */
         TU_OK(ap_lm_forward(lm, st, ids, N, NULL, logits, att, tu_err()));
         float lp, ent, mp;
         int32_t am;
@@ -148,45 +124,6 @@ static pid_t spawn_extract(const char *sc, const char *path) {
     return pid;
 }
 
-/* Same records in the same order, same patterns. */
-static void assert_stores_equal(const char *a_path, const char *b_path) {
-    ap_store *a, *b;
-    TU_OK(ap_store_open(a_path, AP_STORE_READ, &a, tu_err()));
-    TU_OK(ap_store_open(b_path, AP_STORE_READ, &b, tu_err()));
-    assert_int_equal(ap_store_count(a), ap_store_count(b));
-    const ap_store_meta *m = ap_store_get_meta(a);
-    size_t tri = (size_t)m->n_tokens * (m->n_tokens + 1) / 2;
-    float *pa = malloc(sizeof(float) * tri), *pb = malloc(sizeof(float) * tri);
-    for (int64_t i = 0; i < ap_store_count(a); i++) {
-        ap_store_sample ra, rb;
-        TU_OK(ap_store_read_sample(a, i, &ra, NULL, tu_err()));
-        char id[64];
-        snprintf(id, sizeof id, "%s", ra.id);
-        TU_OK(ap_store_read_sample(b, i, &rb, NULL, tu_err()));
-        assert_string_equal(id, rb.id);
-        for (int l = 0; l < m->num_layers; l++)
-            for (int h = 0; h < m->num_heads; h++) {
-                TU_OK(ap_store_read_tri(a, i, l, h, pa, tu_err()));
-                TU_OK(ap_store_read_tri(b, i, l, h, pb, tu_err()));
-                assert_memory_equal(pa, pb, sizeof(float) * tri);
-            }
-    }
-    free(pa), free(pb);
-    TU_OK(ap_store_close(a, tu_err()));
-    TU_OK(ap_store_close(b, tu_err()));
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void sleep_seconds(double s) {
-    struct timespec d = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&d, NULL);
-}
-
 static void test_kill_and_resume(void **state) {
     (void)state;
     enum { LINES = 80 };
@@ -257,6 +194,7 @@ static void test_bad_scenarios(void **state) {
 }
 
 int main(void) {
+    omp_set_num_threads(1); /* a tiny model: threads only add waiting on a loaded machine */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_equals_forward),
         cmocka_unit_test(test_balance),

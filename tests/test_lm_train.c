@@ -375,7 +375,7 @@ static void test_stream_fim_chunks(void **state) {
     data_setup(&f, 40);
     int n1 = 129, examples = 0, windows = 60;
     lmt_stream s;
-    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 4, &(lmt_fim){1.0, AP_FIM_SPLIT_BOUNDARY, 24}, tu_err()));
+    TU_OK(lmt_stream_init(&s, &f.toks, n1, f.tok, &f.sp, 4, &(lmt_fim){1.0, AP_FIM_SPLIT_BOUNDARY, 16}, tu_err()));
     int32_t *seq = malloc(sizeof *seq * n1);
     for (int k = 0; k < windows; k++) {
         TU_OK(lmt_stream_next(&s, seq, tu_err()));
@@ -400,8 +400,8 @@ static void test_stream_fim_chunks(void **state) {
             }
         }
     }
-    /* chunks of 12..36 tokens: several examples per window of 129 */
-    print_message("  FIM chunks of ~24 tokens: %.1f examples per window of %d\n", (double)examples / windows, n1);
+    /* chunks of 8..64 tokens: several examples per window of 129 */
+    print_message("  FIM chunks of 8..64 tokens: %.1f examples per window of %d\n", (double)examples / windows, n1);
     assert_true(examples > 3 * windows);
     free(seq);
     lmt_stream_free(&s);

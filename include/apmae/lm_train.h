@@ -46,7 +46,7 @@ typedef struct ap_lm_train_options {
     double weight_decay, beta1, beta2, clip;
     double fim_rate;        /* share of documents turned into FIM */
     ap_fim_split fim_split;
-    int fim_chunk;          /* > 0: documents are cut into chunks of about this many tokens, each its own FIM draw */
+    int fim_chunk;          /* > 0: documents are cut into chunks of L/4 (at least 8) to 4L tokens (log-uniform), each its own FIM draw */
     double holdout;         /* share of files held out for the eval loss */
     int64_t eval_every;     /* steps; 0: 20 evaluations per run */
     int eval_batches;       /* batches of held-out sequences per evaluation */

@@ -24,7 +24,9 @@
 #include "apmae/base.h"
 #include "apmae/io.h"
 
-#define AP_STORE_FORMAT_VERSION 1
+/* 2: /samples/index, the patterns/shard attributes, optional /patterns
+ * and /embeddings. */
+#define AP_STORE_FORMAT_VERSION 2
 /* Entries below this are "small": the bf16 encoding may keep fewer mantissa
  * bits for them (ap_store_meta.small_bits). */
 #define AP_STORE_SMALL_BELOW 1e-4f
@@ -50,6 +52,13 @@ typedef struct ap_store_meta {
     const int64_t *seeds; /* seeds of the run (may be NULL, nseeds 0) */
     size_t nseeds;
     const char *run; /* free-form JSON text describing the run (extract's options); may be NULL */
+    /* 1: the store keeps no /patterns, only AP-MAE embeddings of each sample
+     * (extraction's streaming mode): every committed sample then has its
+     * embeddings. 0 (the default): patterns are kept. */
+    int no_patterns;
+    /* A shard of a run: the scenarios i with i % shard_count == shard_index.
+     * shard_count 0 or 1: not sharded. */
+    int shard_index, shard_count;
 } ap_store_meta;
 
 /* One sample's record. Strings returned by ap_store_read_sample point into
@@ -65,6 +74,7 @@ typedef struct ap_store_sample {
     float logprob;      /* log-probability of label_id at the last position */
     float entropy;      /* entropy (nats) of the last-position distribution */
     float max_prob;     /* largest last-position probability */
+    int64_t index;      /* the scenario's 0-based line in the scenarios file (orders shards when merged) */
 } ap_store_sample;
 
 typedef enum ap_store_mode { AP_STORE_READ, AP_STORE_APPEND } ap_store_mode;
@@ -90,14 +100,16 @@ const char *ap_store_tool_version(const ap_store *s);
 
 /* Append one sample: its record, input_ids [N] and attention [L, H, N, N]
  * float32 probabilities (full matrices; the store keeps the lower triangle,
- * so entries above the diagonal are ignored). Not durable until
+ * so entries above the diagonal are ignored; a store without patterns
+ * ignores attention, which may then be NULL). Not durable until
  * ap_store_commit. A duplicate scenario id is an AP_ERR_ARG error. */
 ap_status ap_store_append(ap_store *s, const ap_store_sample *rec, const int32_t *input_ids, const float *attention,
                           ap_error *err);
 
-/* Make every appended sample (and the cursor) durable: after it returns
- * AP_OK, a crash at any later moment keeps them. Report samples as done
- * only after this. Cheap when nothing was appended. */
+/* Make every appended sample (and the cursor, and the embeddings) durable:
+ * after it returns AP_OK, a crash at any later moment keeps them. Report
+ * samples as done only after this. Cheap when nothing was appended. A store
+ * without patterns refuses to commit a sample that has no embeddings. */
 ap_status ap_store_commit(ap_store *s, ap_error *err);
 
 /* Samples visible through this handle (committed + appended). */
@@ -113,8 +125,12 @@ void ap_store_set_cursor(ap_store *s, int64_t cursor);
 /* Index of the sample with this scenario id, or -1. */
 int64_t ap_store_find(const ap_store *s, const char *id);
 
+/* Whether the store keeps /patterns (0 for an embeddings-only store). */
+int ap_store_has_patterns(const ap_store *s);
+
 /* Sample i's record; input_ids [N] may be NULL. */
 ap_status ap_store_read_sample(ap_store *s, int64_t i, ap_store_sample *out, int32_t *input_ids, ap_error *err);
+/* Pattern readers fail with AP_ERR_ARG on a store without patterns. */
 /* One pattern as its stored lower triangle, widened to float: out [N(N+1)/2]. */
 ap_status ap_store_read_tri(ap_store *s, int64_t i, int layer, int head, float *out, ap_error *err);
 /* One pattern as a full N×N matrix (zeros above the diagonal): out [N*N]. */
@@ -126,11 +142,52 @@ ap_status ap_store_read_patterns(ap_store *s, int64_t i, float *out, ap_error *e
  * correctness (-1 = any, 0, 1). *idx is malloc'ed (NULL when *n is 0). */
 ap_status ap_store_filter(const ap_store *s, const char *task, int correct, int64_t **idx, size_t *n, ap_error *err);
 
+/* ---- AP-MAE embeddings (SPEC §6, §7 "Encoding") ----
+ *
+ * /embeddings/cls and /embeddings/mean, [E, L, H, D] float32: the encoder's
+ * cls slot and mean of slots for every pattern of samples 0..E-1 (E <= the
+ * sample count: embeddings are appended in sample order, by extraction's
+ * streaming mode along with each sample, or later by `apmae store embed`).
+ * The AP-MAE that made them is recorded as attributes of /embeddings; a
+ * store holds the embeddings of one AP-MAE only. */
+typedef struct ap_store_embed_info {
+    const char *model_id;     /* the AP-MAE checkpoint as named when encoding (its directory) */
+    const char *model_config; /* its config.json text */
+    const char *model_hash;   /* 16 hex digits: hash of its parameters, which identifies the weights */
+    int dim;                  /* D: encoder_dim */
+    int compat_reference;     /* encoded with --compat reference (SPEC §7) */
+} ap_store_embed_info;
+
+/* Start (or continue) a store's embeddings: creates /embeddings with info's
+ * attributes, or, when it exists, checks that it came from the same AP-MAE
+ * (hash, config and compat mode) and fails with AP_ERR_ARG naming both
+ * models otherwise. APPEND mode; durable with the next commit. */
+ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_error *err);
+/* The AP-MAE of the store's embeddings, or NULL when it has none. Strings
+ * point into the store. */
+const ap_store_embed_info *ap_store_embed_info_of(const ap_store *s);
+/* Samples with embeddings (E): the next ap_store_append_embeddings is for
+ * sample E. */
+int64_t ap_store_embedded(const ap_store *s);
+/* Embeddings of sample E (which must already be appended): cls and mean
+ * [L, H, D]. Not durable until ap_store_commit. */
+ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err);
+/* Sample i's embeddings, i < E: cls and/or mean [L, H, D] (either may be NULL). */
+ap_status ap_store_read_embeddings(ap_store *s, int64_t i, float *cls, float *mean, ap_error *err);
+
+/* Append sample i of src to dst: record, input_ids, patterns (their stored
+ * bytes, unchanged) and, when src has them for i, embeddings. The stores
+ * must have the same N, L, H, dtype, small_bits, deflate and patterns/no
+ * patterns, and dst must have begun the same embeddings (checked: AP_ERR_ARG).
+ * Merging shards uses it. */
+ap_status ap_store_copy_sample(ap_store *dst, ap_store *src, int64_t i, ap_error *err);
+
 /* Bytes on disk. */
 typedef struct ap_store_size {
     int64_t file_bytes;    /* the whole file */
-    int64_t pattern_bytes; /* the /patterns dataset's stored (compressed) chunks */
-    int64_t patterns;      /* committed samples x L x H */
+    int64_t pattern_bytes; /* the /patterns dataset's stored (compressed) chunks (0 without patterns) */
+    int64_t patterns;      /* committed samples x L x H (0 without patterns) */
+    int64_t embedding_bytes; /* both /embeddings datasets' stored chunks */
 } ap_store_size;
 ap_status ap_store_size_of(ap_store *s, ap_store_size *out, ap_error *err);
 
@@ -163,5 +220,9 @@ ap_status ap_select_heads(const ap_head_sel *sel, int num_layers, int num_heads,
  * through the viridis colour map, the upper triangle white; each entry is a
  * zoom×zoom block (zoom >= 1). Written atomically. */
 ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom, ap_error *err);
+
+/* The viridis colour map at t in [0, 1] (clamped): its nine published
+ * anchor colours, interpolated in the Oklab perceptual space. */
+void ap_viridis(double t, unsigned char rgb[3]);
 
 #endif

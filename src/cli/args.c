@@ -31,7 +31,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *args, ap_er
             return 1;
         }
         if (strncmp(a, "--", 2) != 0) {
-            if (args->npositional >= 8) {
+            if (args->npositional >= (int)(sizeof args->positional / sizeof *args->positional)) {
                 ap_fail(err, AP_ERR_ARG, "too many arguments (at '%s'); see --help", a);
                 return -1;
             }

@@ -23,7 +23,7 @@ typedef struct cli_spec {
 typedef struct cli_args {
     const cli_spec *spec;
     const char *values[32];
-    const char *positional[8];
+    const char *positional[256]; /* e.g. the shards of `apmae store merge` */
     int npositional;
 } cli_args;
 

@@ -26,7 +26,7 @@ static const cli_flag k_train_flags[] = {
     {"--clip", "C", "gradient clipping: maximum global norm (default 1.0)", 0},
     {"--fim-rate", "R", "share of documents rewritten as fill-in-the-middle (default 0.5)", 0},
     {"--fim-split", "char|boundary", "FIM cut points: any character, or character-class boundaries (default char)", 0},
-    {"--fim-chunk", "L", "FIM each chunk of about L tokens of a document on its own (default 0: whole pieces)", 0},
+    {"--fim-chunk", "L", "FIM chunks of a document on their own, L/4..4L tokens log-uniform (default 0: whole pieces)", 0},
     {"--holdout", "R", "share of files held out for the eval loss, by path hash (default 0.01)", 0},
     {"--eval-every", "STEPS", "held-out evaluation interval (default: 20 per run)", 0},
     {"--eval-batches", "K", "held-out batches per evaluation (default 4)", 0},

@@ -1,6 +1,7 @@
-/* apmae mae init | forward | bench: the AP-MAE model. */
+/* apmae mae init | forward | bench | train | eval: the AP-MAE model. */
 #include "apmae/io.h"
 #include "apmae/mae.h"
+#include "apmae/mae_train.h"
 #include "cli.h"
 
 #include <math.h>
@@ -46,6 +47,58 @@ static const cli_spec k_bench_spec = {
     "forward) of a random model on random causal patterns; print one JSON line with train_images_per_s and\n"
     "forward_images_per_s (batch / median step time over K steps after one warm-up).",
     k_bench_flags,
+};
+
+static const cli_flag k_train_flags[] = {
+    {"--store", "S", "pattern store (apmae extract)", 1},
+    {"--config", "tiny|paper|small|FILE", "model config; its max_length must be the store's N", 1},
+    {"--steps", "K", "training steps", 1},
+    {"--out", "DIR", "training directory: checkpoint, train_state, train_args.json, train_log.jsonl", 1},
+    {"--batch", "B", "patterns per step, all of one task (default 60); lr = 1.5e-4 * B / 50", 0},
+    {"--heads", "all|layerwise:q", "patterns of a sample trained on: every head, or q per layer (default all)", 0},
+    {"--tasks", "T1,T2,...", "train on these tasks only, in this turn order (default: every task)", 0},
+    {"--holdout", "R", "share of the samples held out, by a hash of the sample id (default 0.05)", 0},
+    {"--seed", "S", "seed of initialisation, split, order and masks (default 0)", 0},
+    {"--checkpoint-every", "K", "checkpoint interval in steps (default: 20 per run)", 0},
+    {"--eval-every", "K", "held-out loss interval in steps (default: 20 per run)", 0},
+    {"--eval-patterns", "P", "held-out patterns of each evaluation (default 256)", 0},
+    {"--stop-after", "K", "stop after this step with a checkpoint, as if interrupted", 0},
+    {"--resume", NULL, "continue the run in DIR from its last checkpoint (same options required)", 0},
+    {"--compat", "default|reference", "reference: the published code's decoder slots", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const cli_spec k_train_spec = {
+    "apmae mae train --store S --config tiny|paper|small|FILE --steps K --out DIR [--batch 60] [--heads all|layerwise:q]\n"
+    "                [--tasks T1,T2] [--holdout R] [--seed S] [--checkpoint-every K] [--eval-every K] [--resume]",
+    "Train AP-MAE on a store's patterns: a held-out split by sample, batches of one task at a time (tasks in\n"
+    "turn) shuffled per epoch, AdamW with the cosine schedule restarting every epoch, progress with loss,\n"
+    "images/s and ETA, atomic checkpoints after which --resume continues bit for bit. DIR loads with\n"
+    "apmae mae forward and mae eval. Prints a JSON summary on stdout.",
+    k_train_flags,
+};
+
+static const cli_flag k_eval_flags[] = {
+    {"--model", "DIR", "AP-MAE checkpoint (a mae train directory, or any checkpoint with --split all)", 1},
+    {"--store", "S", "pattern store to evaluate on", 1},
+    {"--out", "OUTDIR", "write eval.json and the figures here", 0},
+    {"--by", "task,layer,head", "also report the MSE by task, layer and/or head", 0},
+    {"--figures", "K", "4-panel PNG figures of K samples in OUTDIR", 0},
+    {"--json", NULL, "one JSON object on stdout instead of a table", 0},
+    {"--split", "heldout|all", "held-out samples of training (default when the store is of the model trained on) "
+                               "or all", 0},
+    {"--max-patterns", "P", "evaluate a random subset of P patterns (default: all)", 0},
+    {"--seed", "S", "seed of the masks and of the subset (default 0)", 0},
+    {"--seen-store", "S0", "store of the LM trained on: also report cross_model_ratio = mse(S) / mse(S0)", 0},
+    {"--compat", "default|reference", "decoder mode (default: as trained)", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const cli_spec k_eval_spec = {
+    "apmae mae eval --model DIR --store S [--out OUTDIR] [--by task,layer,head] [--figures K] [--json]\n"
+    "               [--split heldout|all] [--max-patterns P] [--seed S] [--seen-store S0]",
+    "Reconstruction MSE over the masked pixels of every pattern (all layers and heads) of the split, beside\n"
+    "the mean-patch baseline (each masked patch predicted as the mean of the visible patches) on the same\n"
+    "masks; ratio = mse / baseline_mse.",
+    k_eval_flags,
 };
 
 static ap_status parse_seed(const cli_args *a, uint64_t *seed, ap_error *err) {
@@ -265,6 +318,152 @@ done:
     return st;
 }
 
+/* A non-negative integer flag, when given. */
+static ap_status get_count(const cli_args *a, const char *flag, int64_t lo, int64_t hi, int64_t *out, ap_error *err) {
+    if (!cli_has(a, flag)) return AP_OK;
+    ap_status st = ap_parse_i64(cli_get(a, flag), flag, out, err);
+    if (st) return st;
+    if (*out < lo || *out > hi)
+        return ap_fail(err, AP_ERR_ARG, "%s: %lld is outside %lld..%lld", flag, (long long)*out, (long long)lo,
+                       (long long)hi);
+    return AP_OK;
+}
+
+static double json_num(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static ap_status run_train(const cli_args *a, ap_error *err) {
+    ap_mae_train_options o;
+    ap_mae_train_options_default(&o);
+    o.store = cli_get(a, "--store");
+    o.config = cli_get(a, "--config");
+    o.out = cli_get(a, "--out");
+    if (cli_has(a, "--heads")) o.heads = cli_get(a, "--heads");
+    o.tasks = cli_get(a, "--tasks");
+    o.resume = cli_has(a, "--resume");
+    o.progress = ap_log_get_level() >= AP_LOG_INFO;
+    int64_t batch = o.batch, eval_patterns = o.eval_patterns;
+    ap_status st;
+    if ((st = get_count(a, "--steps", 1, INT64_MAX, &o.steps, err)) ||
+        (st = get_count(a, "--batch", 1, 4096, &batch, err)) || (st = parse_seed(a, &o.seed, err)) ||
+        (st = get_count(a, "--checkpoint-every", 1, INT64_MAX, &o.checkpoint_every, err)) ||
+        (st = get_count(a, "--eval-every", 1, INT64_MAX, &o.eval_every, err)) ||
+        (st = get_count(a, "--eval-patterns", 1, 1 << 24, &eval_patterns, err)) ||
+        (st = get_count(a, "--stop-after", 1, INT64_MAX, &o.stop_after, err)) ||
+        (st = parse_compat(a, &o.compat_reference, err)))
+        return st;
+    if (cli_has(a, "--holdout") && (st = ap_parse_f64(cli_get(a, "--holdout"), "--holdout", &o.holdout, err)))
+        return st;
+    o.batch = (int)batch;
+    o.eval_patterns = (int)eval_patterns;
+    ap_mae_train_result r;
+    if ((st = ap_mae_train(&o, &r, err))) return st;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "out", o.out);
+    cJSON_AddNumberToObject(j, "step", (double)r.step);
+    cJSON_AddNumberToObject(j, "steps", (double)r.steps);
+    cJSON_AddNumberToObject(j, "steps_per_epoch", (double)r.steps_per_epoch);
+    cJSON_AddNumberToObject(j, "params", (double)r.params);
+    cJSON_AddNumberToObject(j, "tasks", r.ntasks);
+    cJSON_AddNumberToObject(j, "train_samples", (double)r.train_samples);
+    cJSON_AddNumberToObject(j, "heldout_samples", (double)r.heldout_samples);
+    cJSON_AddNumberToObject(j, "train_patterns", (double)r.train_patterns);
+    cJSON_AddNumberToObject(j, "train_loss", r.train_loss);
+    cJSON_AddNumberToObject(j, "heldout_loss", r.heldout_loss);
+    cJSON_AddNumberToObject(j, "heldout_loss_initial", r.heldout_loss_initial);
+    cJSON_AddNumberToObject(j, "images_per_s", r.images_per_s);
+    cJSON_AddNumberToObject(j, "seconds", r.seconds);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return ap_fail(err, AP_ERR_NOMEM, "out of memory");
+    printf("%s\n", text);
+    free(text);
+    return AP_OK;
+}
+
+static ap_status parse_by(const char *by, ap_mae_eval_options *o, ap_error *err) {
+    for (const char *p = by; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 4 && strncmp(p, "task", 4) == 0) o->by_task = 1;
+        else if (n == 5 && strncmp(p, "layer", 5) == 0) o->by_layer = 1;
+        else if (n == 4 && strncmp(p, "head", 4) == 0) o->by_head = 1;
+        else return ap_fail(err, AP_ERR_ARG, "--by: '%.*s' is not task, layer or head", (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    return AP_OK;
+}
+
+static void print_row(const char *label, const cJSON *r) {
+    printf("%-20s %12.6f %12.6f %8.4f %9.0f\n", label, json_num(r, "mse"), json_num(r, "baseline_mse"),
+           json_num(r, "ratio"), json_num(r, "patterns"));
+}
+
+static void print_group(const cJSON *j, const char *key, const char *prefix) {
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, key);
+    for (const cJSON *r = g ? g->child : NULL; r; r = r->next) {
+        char label[96];
+        snprintf(label, sizeof label, "%s%s", prefix, r->string);
+        print_row(label, r);
+    }
+}
+
+static void print_table(const cJSON *j) {
+    const cJSON *split = cJSON_GetObjectItemCaseSensitive(j, "split");
+    printf("store %s, split %s: %.0f samples, %.0f patterns\n\n", cJSON_GetStringValue(cJSON_GetObjectItem(j, "store")),
+           cJSON_GetStringValue(split), json_num(j, "samples"), json_num(j, "patterns"));
+    printf("%-20s %12s %12s %8s %9s\n", "", "mse", "baseline_mse", "ratio", "patterns");
+    print_row("overall", j);
+    print_group(j, "by_task", "task ");
+    print_group(j, "by_layer", "layer ");
+    print_group(j, "by_head", "head ");
+    const cJSON *seen = cJSON_GetObjectItemCaseSensitive(j, "seen");
+    if (seen) {
+        printf("\nseen store %s, split %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(seen, "store")),
+               cJSON_GetStringValue(cJSON_GetObjectItem(seen, "split")));
+        print_row("overall (seen)", seen);
+        printf("cross_model_ratio %.4f (mse on this store / mse on the seen store)\n",
+               json_num(j, "cross_model_ratio"));
+    }
+    const cJSON *figs = cJSON_GetObjectItemCaseSensitive(j, "figures");
+    for (const cJSON *f = figs ? figs->child : NULL; f; f = f->next) printf("figure %s\n", f->valuestring);
+}
+
+static ap_status run_eval(const cli_args *a, ap_error *err) {
+    ap_mae_eval_options o = {.model = cli_get(a, "--model"),
+                             .store = cli_get(a, "--store"),
+                             .seen_store = cli_get(a, "--seen-store"),
+                             .out = cli_get(a, "--out"),
+                             .compat = -1,
+                             .progress = ap_log_get_level() >= AP_LOG_INFO};
+    int64_t figures = 0;
+    ap_status st;
+    if ((st = parse_by(cli_get(a, "--by"), &o, err)) || (st = get_count(a, "--figures", 0, 10000, &figures, err)) ||
+        (st = get_count(a, "--max-patterns", 1, INT64_MAX, &o.max_patterns, err)) ||
+        (st = parse_seed(a, &o.seed, err)))
+        return st;
+    o.figures = (int)figures;
+    if (cli_has(a, "--compat") && (st = parse_compat(a, &o.compat, err))) return st;
+    const char *split = cli_get(a, "--split");
+    if (split && strcmp(split, "heldout") == 0) o.split = AP_MAE_SPLIT_HELDOUT;
+    else if (split && strcmp(split, "all") == 0) o.split = AP_MAE_SPLIT_ALL;
+    else if (split && strcmp(split, "auto") != 0)
+        return ap_fail(err, AP_ERR_ARG, "--split: '%s' is not heldout or all", split);
+    cJSON *j;
+    if ((st = ap_mae_eval(&o, &j, err))) return st;
+    if (cli_has(a, "--json")) {
+        char *text = cJSON_PrintUnformatted(j);
+        if (text) printf("%s\n", text);
+        else st = ap_fail(err, AP_ERR_NOMEM, "out of memory");
+        free(text);
+    } else {
+        print_table(j);
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
 int cmd_mae(int argc, char **argv) {
     static const struct {
         const char *name, *summary;
@@ -274,6 +473,8 @@ int cmd_mae(int argc, char **argv) {
         {"init", "write a randomly initialised checkpoint", &k_init_spec, run_init},
         {"forward", "loss, predicted patches and encodings of patterns", &k_forward_spec, run_forward},
         {"bench", "training and forward images/s of a random model", &k_bench_spec, run_bench},
+        {"train", "train on a pattern store (held-out split, checkpoints, --resume)", &k_train_spec, run_train},
+        {"eval", "reconstruction MSE vs the mean-patch baseline, figures, cross-model ratio", &k_eval_spec, run_eval},
     };
     if (argc < 1 || strcmp(argv[0], "--help") == 0) {
         FILE *out = argc < 1 ? stderr : stdout;

@@ -1,4 +1,6 @@
-/* apmae store info|export|repair: look into a pattern store. */
+/* apmae store info|export|repair|embed|merge: look into a pattern store,
+ * add AP-MAE embeddings to it, merge shards. */
+#include "apmae/extract.h"
 #include "apmae/io.h"
 #include "apmae/store.h"
 #include "cli.h"
@@ -14,7 +16,8 @@ static const cli_flag k_info_flags[] = {
 static const cli_spec k_info = {
     "apmae store info STORE.h5 [--json]",
     "Summarise a pattern store: samples per task and correctness, the model, the pattern dtype, the size on disk "
-    "and the bytes per stored pattern against dense float32 N×N.",
+    "and the bytes per stored pattern against dense float32 N×N, whether it keeps patterns and/or AP-MAE "
+    "embeddings, and the AP-MAE that made them.",
     k_info_flags,
 };
 
@@ -32,6 +35,35 @@ static const cli_spec k_export = {
     "Export one attention pattern: as a PNG (lower triangle log-scaled like the AP-MAE scaler, viridis colour map, "
     "upper triangle white) or as safetensors with tensors 'pattern' F32 [N,N] and 'input_ids' I64 [N].",
     k_export_flags,
+};
+
+static const cli_flag k_embed_flags[] = {
+    {"--model", "MAE_DIR", "AP-MAE checkpoint (config.json, model.safetensors); its max_length must be the store's N", 1},
+    {"--batch", "B", "patterns per AP-MAE batch (default 64)", 0},
+    {"--compat", "default|reference", "reference: the published code's encoding (SPEC §7)", 0},
+    {"--commit-every", "K", "commit at least every K samples (default 64; also every 2 s)", 0},
+    {NULL, NULL, NULL, 0},
+};
+static const cli_spec k_embed = {
+    "apmae store embed STORE.h5 --model MAE_DIR [--batch B] [--compat reference]",
+    "Encode every pattern of the store with the AP-MAE (its scaler, then the encoder: the cls slot and the mean of "
+    "the slots) into /embeddings/cls and /embeddings/mean [S, L, H, D]. Killed at any moment, the same command "
+    "continues after its last commit; on a store whose samples all have embeddings of this AP-MAE it does nothing "
+    "and says so. A store holds the embeddings of one AP-MAE only.",
+    k_embed_flags,
+};
+
+static const cli_flag k_merge_flags[] = {
+    {"--out", "STORE.h5", "the merged store to create", 1},
+    {NULL, NULL, NULL, 0},
+};
+static const cli_spec k_merge = {
+    "apmae store merge --out STORE.h5 SHARD.h5...",
+    "Merge the shards of one sharded extraction (apmae extract --shard K/R, every K of R given once, each complete) "
+    "into one store, sample by sample in scenario order: the store one process would have written (under "
+    "--balance per-task:K only approximately: docs/store.md). The shards must "
+    "share model, N, dtype, options and embeddings; an error names the shard that does not.",
+    k_merge_flags,
 };
 
 static const cli_flag k_repair_flags[] = {{NULL, NULL, NULL, 0}};
@@ -112,6 +144,26 @@ static int info_json(ap_store *s, const ap_store_size *sz, const task_count *tc,
     cJSON_AddNumberToObject(o, "bytes_per_pattern", per);
     cJSON_AddNumberToObject(o, "dense_f32_bytes_per_pattern", dense);
     cJSON_AddNumberToObject(o, "ratio_vs_dense_f32", per > 0 ? dense / per : 0);
+    cJSON_AddBoolToObject(o, "has_patterns", ap_store_has_patterns(s));
+    const ap_store_embed_info *e = ap_store_embed_info_of(s);
+    if (e) {
+        cJSON *em = cJSON_CreateObject();
+        cJSON_AddNumberToObject(em, "samples", (double)ap_store_embedded(s));
+        cJSON_AddStringToObject(em, "model_id", e->model_id);
+        cJSON_AddStringToObject(em, "model_hash", e->model_hash);
+        cJSON_AddNumberToObject(em, "dim", e->dim);
+        cJSON_AddStringToObject(em, "compat", e->compat_reference ? "reference" : "default");
+        cJSON_AddNumberToObject(em, "bytes", (double)sz->embedding_bytes);
+        cJSON_AddItemToObject(o, "embeddings", em);
+    } else {
+        cJSON_AddNullToObject(o, "embeddings");
+    }
+    if (m->shard_count > 1) {
+        cJSON *sh = cJSON_CreateObject();
+        cJSON_AddNumberToObject(sh, "index", m->shard_index);
+        cJSON_AddNumberToObject(sh, "count", m->shard_count);
+        cJSON_AddItemToObject(o, "shard", sh);
+    }
     cJSON_AddNumberToObject(o, "format_version", AP_STORE_FORMAT_VERSION);
     cJSON_AddStringToObject(o, "tool_version", ap_store_tool_version(s));
     char *text = cJSON_Print(o);
@@ -128,12 +180,23 @@ static void info_text(ap_store *s, const ap_store_size *sz, const task_count *tc
            (long long)ap_store_cursor(s), ap_store_tool_version(s));
     printf("model:    %s, N = %d tokens, %d layers x %d heads\n", m->model_id[0] ? m->model_id : "(unnamed)",
            m->n_tokens, m->num_layers, m->num_heads);
-    if (m->dtype == AP_BF16)
+    if (m->shard_count > 1) printf("shard:    %d of %d (scenarios i with i %% %d == %d)\n", m->shard_index,
+                                   m->shard_count, m->shard_count, m->shard_index);
+    if (!ap_store_has_patterns(s))
+        printf("patterns: none (an embeddings-only store, extracted with --embeddings-only)\n");
+    else if (m->dtype == AP_BF16)
         printf("patterns: bf16 (%d mantissa bits below %g), shuffle + deflate %d\n", m->small_bits,
                (double)AP_STORE_SMALL_BELOW, m->deflate);
     else printf("patterns: %s, shuffle + deflate %d\n", m->dtype == AP_F32 ? "f32" : "f16", m->deflate);
-    printf("size:     %.1f MiB on disk; %.0f bytes per pattern", sz->file_bytes / 1048576.0, per);
-    if (per > 0) printf(" (%.2fx smaller than dense float32 N×N, %.0f bytes)", dense / per, dense);
+    const ap_store_embed_info *e = ap_store_embed_info_of(s);
+    if (e)
+        printf("embeddings: %lld of %lld samples, AP-MAE %s (D = %d, parameter hash %s%s), %.1f MiB\n",
+               (long long)ap_store_embedded(s), (long long)ap_store_count(s), e->model_id, e->dim, e->model_hash,
+               e->compat_reference ? ", --compat reference" : "", sz->embedding_bytes / 1048576.0);
+    else printf("embeddings: none\n");
+    printf("size:     %.1f MiB on disk", sz->file_bytes / 1048576.0);
+    if (per > 0) printf("; %.0f bytes per pattern (%.2fx smaller than dense float32 N×N, %.0f bytes)", per, dense / per,
+                        dense);
     printf("\n\n%-24s %9s %9s %9s\n", "task", "samples", "correct", "incorrect");
     int64_t c = 0, w = 0;
     for (size_t k = 0; k < nt; k++) {
@@ -269,14 +332,71 @@ static int store_repair(int argc, char **argv) {
     return 0;
 }
 
+static int store_embed(int argc, char **argv) {
+    cli_args a;
+    ap_error err = {0};
+    int r = cli_parse(&k_embed, argc, argv, &a, &err);
+    if (r != 0) return r > 0 ? 0 : cli_report(&err);
+    if (a.npositional != 1) {
+        ap_fail(&err, AP_ERR_ARG, "store embed needs exactly one STORE.h5; see --help");
+        return cli_report(&err);
+    }
+    ap_embed_options o = {.store_path = a.positional[0], .model_dir = cli_get(&a, "--model")};
+    int64_t v = 0;
+    if (cli_has(&a, "--batch")) {
+        if (ap_parse_i64(cli_get(&a, "--batch"), "--batch", &v, &err) != AP_OK) return cli_report(&err);
+        if (v < 1 || v > 65536) {
+            ap_fail(&err, AP_ERR_ARG, "--batch: %lld is out of range (1..65536)", (long long)v);
+            return cli_report(&err);
+        }
+        o.batch = (int)v;
+    }
+    if (cli_has(&a, "--commit-every")) {
+        if (ap_parse_i64(cli_get(&a, "--commit-every"), "--commit-every", &v, &err) != AP_OK) return cli_report(&err);
+        if (v < 1 || v > 1000000) {
+            ap_fail(&err, AP_ERR_ARG, "--commit-every: %lld is out of range", (long long)v);
+            return cli_report(&err);
+        }
+        o.commit_every = (int)v;
+    }
+    const char *compat = cli_get(&a, "--compat");
+    if (compat && strcmp(compat, "reference") != 0 && strcmp(compat, "default") != 0) {
+        ap_fail(&err, AP_ERR_ARG, "--compat: '%s' is not 'default' or 'reference'", compat);
+        return cli_report(&err);
+    }
+    o.compat_reference = compat && strcmp(compat, "reference") == 0;
+    ap_embed_report rep;
+    return ap_embed_store(&o, &rep, &err) != AP_OK ? cli_report(&err) : 0;
+}
+
+static int store_merge(int argc, char **argv) {
+    cli_args a;
+    ap_error err = {0};
+    int r = cli_parse(&k_merge, argc, argv, &a, &err);
+    if (r != 0) return r > 0 ? 0 : cli_report(&err);
+    if (a.npositional < 1) {
+        ap_fail(&err, AP_ERR_ARG, "store merge needs the shards to merge; see --help");
+        return cli_report(&err);
+    }
+    int64_t n = 0;
+    const char *out = cli_get(&a, "--out");
+    if (ap_extract_merge(out, a.positional, (size_t)a.npositional, &n, &err) != AP_OK) return cli_report(&err);
+    ap_info("merged %d shards into %s: %lld samples", a.npositional, out, (long long)n);
+    return 0;
+}
+
 int cmd_store(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "info") == 0) return store_info(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "embed") == 0) return store_embed(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "merge") == 0) return store_merge(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "repair") == 0) return store_repair(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "export") == 0) return store_export(argc - 1, argv + 1);
     FILE *o = argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) ? stdout : stderr;
-    fprintf(o, "usage: apmae store info|export|repair ...  (apmae store info --help, ...)\n\n"
-               "  info    samples per task and correctness, model, dtype, size and bytes per pattern\n"
+    fprintf(o, "usage: apmae store info|export|repair|embed|merge ...  (apmae store info --help, ...)\n\n"
+               "  info    samples per task and correctness, model, dtype, size and bytes per pattern, embeddings\n"
                "  export  one pattern as a PNG or as safetensors\n"
-               "  repair  roll back what a killed writer left uncommitted (for h5py readers)\n");
+               "  repair  roll back what a killed writer left uncommitted (for h5py readers)\n"
+               "  embed   encode every pattern with an AP-MAE into /embeddings (resumable)\n"
+               "  merge   merge the shards of a sharded extraction into one store\n");
     return o == stdout ? 0 : 2;
 }

@@ -14,10 +14,10 @@ static const verb k_verbs[] = {
     {"tokenize", cmd_tokenize, "encode text to token ids, or decode ids to text"},
     {"tokenizer", cmd_tokenizer, "train a StarCoder2-style byte-level BPE tokenizer on a corpus"},
     {"lm", cmd_lm, "StarCoder2 language model: forward (with attention capture), bench, train, eval"},
-    {"mae", cmd_mae, "AP-MAE masked autoencoder: init, forward (loss, predictions, encodings), bench"},
+    {"mae", cmd_mae, "AP-MAE masked autoencoder: init, forward (loss, predictions, encodings), bench, train, eval"},
     {"mine", cmd_mine, "mine fill-in-the-middle scenarios from a Java corpus"},
     {"extract", cmd_extract, "run the LM over scenarios; correctness and every attention pattern into a store"},
-    {"store", cmd_store, "pattern store: info (samples, dtype, bytes per pattern), export a pattern (PNG, safetensors), repair"},
+    {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
 };
 
 static void print_usage(FILE *out) {

@@ -95,12 +95,20 @@ static const char *balance_name(ap_balance b) {
     return b == AP_BALANCE_PER_TASK ? "per-task" : b == AP_BALANCE_CORRECT_ONLY ? "correct-only" : "none";
 }
 
-/* What identifies a run: a store made with other options is not resumed. */
+/* What identifies a run: a store made with other options is not resumed.
+ * The shard is not part of it (it is recorded apart), so that every shard
+ * of a run and their merge carry the same description. */
 static void run_description(const ap_extract_options *o, const scan_result *sr, char *buf, size_t n) {
-    snprintf(buf, n, "{\"balance\":\"%s\",\"per_task\":%lld,\"scenarios\":%lld,\"dtype\":\"%s\"}",
+    snprintf(buf, n,
+             "{\"balance\":\"%s\",\"per_task\":%lld,\"scenarios\":%lld,\"dtype\":\"%s\",\"patterns\":%s,"
+             "\"embeddings\":%s}",
              balance_name(o->balance), (long long)(o->balance == AP_BALANCE_PER_TASK ? o->per_task : 0),
-             (long long)sr->lines, ap_dtype_name(o->dtype));
+             (long long)sr->lines, ap_dtype_name(o->dtype), o->embeddings_only ? "false" : "true",
+             o->embed_with ? "true" : "false");
 }
+
+static int shard_count(const ap_extract_options *o) { return o->shard_count > 1 ? o->shard_count : 1; }
+static int shard_index(const ap_extract_options *o) { return o->shard_count > 1 ? o->shard_index : 0; }
 
 static ap_status open_or_create_store(const ap_extract_options *o, const ap_lm *lm, const scan_result *sr,
                                       const char *run, ap_store **out, ap_error *err) {
@@ -108,6 +116,14 @@ static ap_status open_or_create_store(const ap_extract_options *o, const ap_lm *
         ap_status st = ap_store_open(o->store_path, AP_STORE_APPEND, out, err);
         if (st) return st;
         const ap_store_meta *m = ap_store_get_meta(*out);
+        if (m->shard_count != shard_count(o) || m->shard_index != shard_index(o)) {
+            ap_fail(err, AP_ERR_ARG, "%s: the store is shard %d/%d of its run, but this run is shard %d/%d; use a new "
+                    "--out to start over", o->store_path, m->shard_index, m->shard_count, shard_index(o),
+                    shard_count(o));
+            ap_store_close(*out, NULL);
+            *out = NULL;
+            return AP_ERR_ARG;
+        }
         if (m->n_tokens != sr->n_tokens || m->num_layers != lm->cfg.num_layers ||
             m->num_heads != lm->cfg.num_heads || !m->run || strcmp(m->run, run) != 0) {
             /* the message first: m points into the store */
@@ -141,6 +157,9 @@ static ap_status open_or_create_store(const ap_extract_options *o, const ap_lm *
         .seeds = sr->seeds,
         .nseeds = sr->nseeds,
         .run = run,
+        .no_patterns = o->embeddings_only,
+        .shard_index = shard_index(o),
+        .shard_count = shard_count(o),
     };
     st = ap_store_create(o->store_path, &meta, out, err);
     free(config_text);
@@ -162,11 +181,18 @@ static ap_status count_stored(ap_store *store, task_counts *tc, ap_error *err) {
     return AP_OK;
 }
 
+/* A shard's part of a quota: q split as evenly as the shards allow, the
+ * first q % R shards taking one more. */
+static int64_t shard_quota(const ap_extract_options *o, int64_t q) {
+    int64_t R = shard_count(o), K = shard_index(o);
+    return q / R + (K < q % R ? 1 : 0);
+}
+
 /* Whether a sample of task t with this correctness is still wanted. */
 static int wanted(const ap_extract_options *o, const task_counts *tc, int t, int correct) {
     switch (o->balance) {
     case AP_BALANCE_PER_TASK: {
-        int64_t quota = correct ? o->per_task / 2 : o->per_task - o->per_task / 2;
+        int64_t quota = shard_quota(o, correct ? o->per_task / 2 : o->per_task - o->per_task / 2);
         return (correct ? tc->correct[t] : tc->incorrect[t]) < quota;
     }
     case AP_BALANCE_CORRECT_ONLY: return correct;
@@ -185,14 +211,16 @@ typedef struct extractor {
     ap_lm *lm;
     ap_lm_state *state;
     ap_store *store;
+    ap_embedder *embedder; /* streaming mode, else NULL */
     float *logits, *attn;
+    float *emb;            /* streaming mode: cls then mean, [L, H, D] each */
     task_counts counts;
     ap_extract_report *rep;
 } extractor;
 
 /* Run one scenario and keep it if its group still wants it. */
-static ap_status handle_scenario(extractor *x, const ex_scenario *s, int64_t noise_ordinal, const char *path,
-                                 int64_t lineno, ap_error *err) {
+static ap_status handle_scenario(extractor *x, const ex_scenario *s, int64_t index, int64_t noise_ordinal,
+                                 const char *path, int64_t lineno, ap_error *err) {
     int t = task_index(&x->counts, s->task);
     if (t < 0) return ap_fail(err, AP_ERR_FORMAT, "%s:%lld: too many tasks", path, (long long)lineno);
     if (task_full(x->opt, &x->counts, t)) return AP_OK;
@@ -215,7 +243,18 @@ static ap_status handle_scenario(extractor *x, const ex_scenario *s, int64_t noi
         x->rep->skipped_balance++;
         return AP_OK;
     }
-    if ((st = ap_store_append(x->store, &rec, s->ids, x->attn, err))) return st;
+    rec.index = index;
+    if (x->embedder) {
+        size_t P = (size_t)c->num_layers * (size_t)c->num_heads, D = (size_t)ap_embedder_info(x->embedder)->dim;
+        t0 = ap_now();
+        st = ap_embedder_encode(x->embedder, x->attn, (int64_t)P, x->emb, x->emb + P * D, err);
+        x->rep->embed_seconds += ap_now() - t0;
+        if (st) return ap_error_prefix(err, "%s:%lld (scenario %s): AP-MAE", path, (long long)lineno, s->id);
+        if ((st = ap_store_append(x->store, &rec, s->ids, x->opt->embeddings_only ? NULL : x->attn, err))) return st;
+        if ((st = ap_store_append_embeddings(x->store, x->emb, x->emb + P * D, err))) return st;
+    } else if ((st = ap_store_append(x->store, &rec, s->ids, x->attn, err))) {
+        return st;
+    }
     if (rec.correct) x->counts.correct[t]++;
     else x->counts.incorrect[t]++;
     x->rep->stored_this_run++;
@@ -258,12 +297,13 @@ static ap_status run_loop(extractor *x, ap_error *err) {
     char text[160];
     for (int64_t line = 0; !(st = ex_reader_next(&r, &s, &has, err)) && has; line++) {
         int64_t noise_ordinal = s.label < 0 ? x->counts.noise_seen++ : -1;
-        if (line < consumed) { /* handled by an earlier run */
+        if (line < consumed || line % shard_count(o) != shard_index(o)) { /* an earlier run's, or another shard's */
             ex_scenario_clear(&s);
+            if (line >= consumed) consumed = line + 1;
             continue;
         }
         int64_t before = x->rep->stored_this_run;
-        st = handle_scenario(x, &s, noise_ordinal, r.path, r.lineno, err);
+        st = handle_scenario(x, &s, line, noise_ordinal, r.path, r.lineno, err);
         consumed = line + 1;
         since_commit += x->rep->stored_this_run - before;
         double now = ap_now();
@@ -292,9 +332,13 @@ static void log_summary(const extractor *x) {
         ap_info("  %-24s correct %6lld  incorrect %6lld", x->counts.name[i], (long long)x->counts.correct[i],
                 (long long)x->counts.incorrect[i]);
     ap_info("stored %lld samples this run (%lld in the store), %lld run but not kept (balance); "
-            "%.1f s, %.1f%% of it outside the forward pass",
+            "%.1f s, %.1f%% of it outside the forward pass%s",
             (long long)rep->stored_this_run, (long long)rep->stored, (long long)rep->skipped_balance, rep->seconds,
-            rep->seconds > 0 ? 100.0 * (1.0 - rep->forward_seconds / rep->seconds) : 0.0);
+            rep->seconds > 0 ? 100.0 * (1.0 - rep->forward_seconds / rep->seconds) : 0.0,
+            x->embedder ? " (AP-MAE encoding included)" : "");
+    if (x->embedder)
+        ap_info("AP-MAE encoding: %.1f s (%.1f%% of the run)", rep->embed_seconds,
+                rep->seconds > 0 ? 100.0 * rep->embed_seconds / rep->seconds : 0.0);
 }
 
 ap_status ap_extract_run(const ap_extract_options *o, ap_extract_report *rep, ap_error *err) {
@@ -303,6 +347,11 @@ ap_status ap_extract_run(const ap_extract_options *o, ap_extract_report *rep, ap
         return ap_fail(err, AP_ERR_ARG, "--balance per-task:K needs K >= 2 (K/2 correct and K/2 incorrect)");
     if (o->dtype != AP_F32 && o->dtype != AP_F16 && o->dtype != AP_BF16)
         return ap_fail(err, AP_ERR_ARG, "pattern dtype must be f32, f16 or bf16");
+    if (o->shard_count > 1 && (o->shard_index < 0 || o->shard_index >= o->shard_count))
+        return ap_fail(err, AP_ERR_ARG, "--shard %d/%d: K must be in 0..%d", o->shard_index, o->shard_count,
+                       o->shard_count - 1);
+    if (o->embeddings_only && !o->embed_with)
+        return ap_fail(err, AP_ERR_ARG, "--embeddings-only needs --embed-with MAE_DIR (the AP-MAE that encodes the patterns)");
     scan_result sr;
     ap_status st = scan_scenarios(o->scenarios_path, &sr, err);
     if (st) {
@@ -319,7 +368,12 @@ ap_status ap_extract_run(const ap_extract_options *o, ap_extract_report *rep, ap
                      o->scenarios_path, sr.n_tokens, x.lm->cfg.max_position_embeddings);
         goto done;
     }
+    if (o->embed_with) {
+        if ((st = ap_embedder_open(o->embed_with, o->compat_reference, o->embed_batch, &x.embedder, err))) goto done;
+        if ((st = ap_embedder_check_length(x.embedder, sr.n_tokens, o->scenarios_path, err))) goto done;
+    }
     if ((st = open_or_create_store(o, x.lm, &sr, run, &x.store, err))) goto done;
+    if (x.embedder && (st = ap_store_embed_begin(x.store, ap_embedder_info(x.embedder), err))) goto done;
     if ((st = count_stored(x.store, &x.counts, err))) goto done;
     if (ap_store_cursor(x.store) >= sr.lines) {
         rep->already_complete = 1;
@@ -332,6 +386,10 @@ ap_status ap_extract_run(const ap_extract_options *o, ap_extract_report *rep, ap
     size_t L = (size_t)x.lm->cfg.num_layers, H = (size_t)x.lm->cfg.num_heads, N = (size_t)sr.n_tokens;
     x.logits = ap_malloc((size_t)x.lm->cfg.vocab_size * sizeof(float), err);
     x.attn = ap_malloc(L * H * N * N * sizeof(float), err);
+    if (x.embedder && !(x.emb = ap_malloc(2 * L * H * (size_t)ap_embedder_info(x.embedder)->dim * sizeof(float), err))) {
+        st = AP_ERR_NOMEM;
+        goto done;
+    }
     if (!x.logits || !x.attn) {
         st = AP_ERR_NOMEM;
         goto done;
@@ -349,8 +407,10 @@ done:;
     }
     ap_lm_state_free(x.state);
     ap_lm_free(x.lm);
+    ap_embedder_free(x.embedder);
     free(x.logits);
     free(x.attn);
+    free(x.emb);
     task_counts_free(&x.counts);
     task_counts_free(&sr.tasks);
     return st;

@@ -4,6 +4,7 @@
 #include "train_internal.h"
 
 #include <omp.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,10 +333,14 @@ ap_status lmt_stream_next(lmt_stream *s, int32_t *seq, ap_error *err) {
         }
         int b = a;
         while (b < n && seq[b] != s->sp.eot) b++;
-        if (chunk > 0 && b - a > chunk + chunk / 2) {
-            /* the next chunk: chunk/2 .. 3*chunk/2 tokens, never leaving a stub under chunk/2 */
-            int len = chunk / 2 + (int)ap_rng_below(&s->pos.rng, (uint64_t)chunk + 1);
-            if (b - (a + len) >= chunk / 2) b = a + len;
+        if (chunk > 0) {
+            /* the next chunk: log-uniform between chunk/4 (at least 8) and
+             * 4*chunk tokens, so that FIM examples come in every length
+             * (short ones teach the lookup early, long ones match the
+             * scenarios); a rest shorter than the minimum stays attached */
+            int lo = chunk / 4 > 8 ? chunk / 4 : 8, hi = 4 * chunk;
+            int len = (int)lround(lo * pow((double)hi / lo, uniform01(&s->pos.rng)));
+            if (b - (a + len) >= lo) b = a + len;
         }
         ap_status st;
         if (uniform01(&s->pos.rng) < s->fim.rate && b - a >= 2 && (st = fim_piece(s, seq + a, (size_t)(b - a), err)))

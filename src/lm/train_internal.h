@@ -177,7 +177,7 @@ void lmt_tokens_free(lmt_tokens *t);
 typedef struct lmt_fim {
     double rate;
     ap_fim_split split;
-    int chunk; /* > 0: pieces are cut into chunks of chunk/2..3*chunk/2 tokens first */
+    int chunk; /* > 0: pieces are cut first into chunks of chunk/4 (at least 8) to 4*chunk tokens, log-uniform */
 } lmt_fim;
 
 /* Where a stream is: the next sequence is window perm[index] of epoch

@@ -88,12 +88,6 @@ ap_status ap_chunk_compress(ap_chunk_coder *c, int level, const void *src, size_
                             void *out, size_t *out_len, ap_error *err);
 void ap_chunk_coder_free(ap_chunk_coder *c);
 
-/* ---- Images (png.c) ---- */
-
-/* The viridis colour map at t in [0, 1] (clamped): its nine published
- * anchor colours, interpolated in the Oklab perceptual space. */
-void ap_viridis(double t, unsigned char rgb[3]);
-
 /* ---- Root attributes and HDF5 helpers (meta.c) ---- */
 
 /* A store's metadata as read back, owning its strings. */
@@ -114,6 +108,40 @@ void ap_meta_free(ap_meta_owned *o);
 ap_status ap_meta_write_cursor(hid_t file, int64_t cursor, const char *path, ap_error *err);
 /* "f32", "f16", "bf16". */
 const char *ap_store_dtype_name(ap_dtype dt);
+
+/* Scalar attributes of any object (create or overwrite; read). Errors name
+ * path; a missing attribute is an AP_ERR_FORMAT error. */
+ap_status ap_h5_put_i64(hid_t obj, const char *name, int64_t v, const char *path, ap_error *err);
+ap_status ap_h5_put_str(hid_t obj, const char *name, const char *v, const char *path, ap_error *err);
+ap_status ap_h5_get_i64(hid_t obj, const char *name, const char *path, int64_t *v, ap_error *err);
+ap_status ap_h5_get_str(hid_t obj, const char *name, const char *path, char **out, ap_error *err); /* malloc'ed */
+
+/* An empty dataset of rank <= 4, [0, dims_tail...], extendible along its
+ * first dimension, chunked, shuffled and deflated at level (0: neither). */
+ap_status ap_h5_make_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims_tail,
+                             const hsize_t *chunk, int level, const char *path, ap_error *err);
+
+/* ---- Embeddings (embeddings.c): /embeddings/{cls,mean} [E, L, H, D] ---- */
+
+typedef struct ap_emb ap_emb;
+/* Open the /embeddings group of a store when it exists (*out NULL when it
+ * does not), checking its attributes and that both datasets are [E, L, H, D]
+ * with the same E. */
+ap_status ap_emb_open(hid_t file, const char *path, int L, int H, ap_emb **out, ap_error *err);
+/* Create /embeddings with info's attributes (deflate 0: no compression). */
+ap_status ap_emb_create(hid_t file, const char *path, const ap_store_embed_info *info, int L, int H, int deflate,
+                        ap_emb **out, ap_error *err);
+const ap_store_embed_info *ap_emb_info(const ap_emb *e);
+/* Same AP-MAE and encoding: hash, config and compat mode. */
+int ap_emb_same_model(const ap_store_embed_info *a, const ap_store_embed_info *b);
+int64_t ap_emb_count(const ap_emb *e);
+/* Write row E (cls, mean [L, H, D]) and extend both datasets to E + 1. */
+ap_status ap_emb_append(ap_emb *e, const float *cls, const float *mean, ap_error *err);
+ap_status ap_emb_read(ap_emb *e, int64_t i, float *cls, float *mean, ap_error *err);
+/* Stored bytes of both datasets. */
+int64_t ap_emb_storage(const ap_emb *e);
+/* Close the datasets and free; NULL is a no-op. */
+void ap_emb_free(ap_emb *e);
 
 /* Variable-length UTF-8 string type (caller closes). */
 hid_t ap_h5_str_type(void);

@@ -79,11 +79,11 @@ static ap_status attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype,
     return AP_OK;
 }
 
-static ap_status put_i64(hid_t obj, const char *name, int64_t v, const char *path, ap_error *err) {
+ap_status ap_h5_put_i64(hid_t obj, const char *name, int64_t v, const char *path, ap_error *err) {
     return attr_put(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, -1, path, err);
 }
 
-static ap_status put_str(hid_t obj, const char *name, const char *v, const char *path, ap_error *err) {
+ap_status ap_h5_put_str(hid_t obj, const char *name, const char *v, const char *path, ap_error *err) {
     hid_t t = ap_h5_str_type();
     const char *s = v ? v : "";
     ap_status st = attr_put(obj, name, t, t, &s, -1, path, err);
@@ -92,7 +92,7 @@ static ap_status put_str(hid_t obj, const char *name, const char *v, const char 
 }
 
 ap_status ap_meta_write_cursor(hid_t file, int64_t cursor, const char *path, ap_error *err) {
-    return put_i64(file, "cursor", cursor, path, err);
+    return ap_h5_put_i64(file, "cursor", cursor, path, err);
 }
 
 static int effective_small_bits(const ap_store_meta *m) {
@@ -107,18 +107,18 @@ ap_status ap_meta_write(hid_t file, const ap_store_meta *m, const char *path, ap
     struct tm tm;
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     double below = AP_STORE_SMALL_BELOW;
-    ap_status s = put_i64(file, "format_version", AP_STORE_FORMAT_VERSION, path, err);
-    if (s == AP_OK) s = put_str(file, "tool_version", AP_VERSION, path, err);
-    if (s == AP_OK) s = put_str(file, "created", created, path, err);
-    if (s == AP_OK) s = put_str(file, "model_id", m->model_id, path, err);
-    if (s == AP_OK) s = put_str(file, "model_config", m->model_config, path, err);
-    if (s == AP_OK) s = put_i64(file, "n_tokens", m->n_tokens, path, err);
-    if (s == AP_OK) s = put_i64(file, "num_layers", m->num_layers, path, err);
-    if (s == AP_OK) s = put_i64(file, "num_heads", m->num_heads, path, err);
-    if (s == AP_OK) s = put_str(file, "dtype", ap_store_dtype_name(m->dtype), path, err);
-    if (s == AP_OK) s = put_i64(file, "small_bits", effective_small_bits(m), path, err);
+    ap_status s = ap_h5_put_i64(file, "format_version", AP_STORE_FORMAT_VERSION, path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "tool_version", AP_VERSION, path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "created", created, path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "model_id", m->model_id, path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "model_config", m->model_config, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "n_tokens", m->n_tokens, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "num_layers", m->num_layers, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "num_heads", m->num_heads, path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "dtype", ap_store_dtype_name(m->dtype), path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "small_bits", effective_small_bits(m), path, err);
     if (s == AP_OK) s = attr_put(file, "small_below", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &below, -1, path, err);
-    if (s == AP_OK) s = put_i64(file, "deflate", m->deflate, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "deflate", m->deflate, path, err);
     if (s == AP_OK) {
         hid_t t = ap_h5_str_type();
         static const char *none[1] = {""};
@@ -131,7 +131,10 @@ ap_status ap_meta_write(hid_t file, const ap_store_meta *m, const char *path, ap
         s = attr_put(file, "seeds", H5T_STD_I64LE, H5T_NATIVE_INT64, m->nseeds ? m->seeds : none,
                      (long long)m->nseeds, path, err);
     }
-    if (s == AP_OK) s = put_str(file, "run", m->run ? m->run : "{}", path, err);
+    if (s == AP_OK) s = ap_h5_put_str(file, "run", m->run ? m->run : "{}", path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "patterns", !m->no_patterns, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "shard_index", m->shard_count > 1 ? m->shard_index : 0, path, err);
+    if (s == AP_OK) s = ap_h5_put_i64(file, "shard_count", m->shard_count > 1 ? m->shard_count : 1, path, err);
     if (s == AP_OK) s = ap_meta_write_cursor(file, 0, path, err);
     return s;
 }
@@ -139,10 +142,10 @@ ap_status ap_meta_write(hid_t file, const ap_store_meta *m, const char *path, ap
 /* ---- reading ---- */
 
 static ap_status missing(const char *path, const char *name, ap_error *err) {
-    return ap_fail(err, AP_ERR_FORMAT, "%s: the store lacks its root attribute '%s'", path, name);
+    return ap_fail(err, AP_ERR_FORMAT, "%s: the store lacks its attribute '%s'", path, name);
 }
 
-static ap_status get_i64(hid_t obj, const char *name, const char *path, int64_t *v, ap_error *err) {
+ap_status ap_h5_get_i64(hid_t obj, const char *name, const char *path, int64_t *v, ap_error *err) {
     if (H5Aexists(obj, name) <= 0) return missing(path, name, err);
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     herr_t r = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
@@ -190,7 +193,7 @@ static ap_status get_strs(hid_t obj, const char *name, const char *path, char **
     return s;
 }
 
-static ap_status get_str(hid_t obj, const char *name, const char *path, char **out, ap_error *err) {
+ap_status ap_h5_get_str(hid_t obj, const char *name, const char *path, char **out, ap_error *err) {
     char **v = NULL;
     size_t n = 0;
     ap_status s = get_strs(obj, name, path, &v, &n, err);
@@ -242,33 +245,40 @@ static ap_status check_range(const char *path, const char *name, int64_t v, int6
 
 ap_status ap_meta_read(hid_t file, const char *path, ap_meta_owned *o, ap_error *err) {
     memset(o, 0, sizeof *o);
-    int64_t version = 0, n = 0, L = 0, H = 0, small = 0, deflate = 0;
+    int64_t version = 0, n = 0, L = 0, H = 0, small = 0, deflate = 0, patterns = 1, shard = 0, shards = 1;
     if (H5Aexists(file, "format_version") <= 0)
         return ap_fail(err, AP_ERR_FORMAT, "%s: an HDF5 file but not an apmae store (no format_version attribute)",
                        path);
-    ap_status s = get_i64(file, "format_version", path, &version, err);
+    ap_status s = ap_h5_get_i64(file, "format_version", path, &version, err);
     if (s == AP_OK && version != AP_STORE_FORMAT_VERSION)
-        s = ap_fail(err, AP_ERR_FORMAT, "%s: store format version %lld, but this apmae (%s) reads version %d", path,
-                    (long long)version, AP_VERSION, AP_STORE_FORMAT_VERSION);
+        s = ap_fail(err, AP_ERR_FORMAT, "%s: store format version %lld, but this apmae (%s) reads version %d "
+                    "(extract it again into a new store)", path, (long long)version, AP_VERSION,
+                    AP_STORE_FORMAT_VERSION);
     char *dtype = NULL;
     size_t ntasks = 0;
-    if (s == AP_OK) s = get_str(file, "tool_version", path, &o->tool_version, err);
-    if (s == AP_OK) s = get_str(file, "model_id", path, &o->model_id, err);
-    if (s == AP_OK) s = get_str(file, "model_config", path, &o->model_config, err);
-    if (s == AP_OK) s = get_str(file, "run", path, &o->run, err);
-    if (s == AP_OK) s = get_str(file, "dtype", path, &dtype, err);
-    if (s == AP_OK) s = get_i64(file, "n_tokens", path, &n, err);
-    if (s == AP_OK) s = get_i64(file, "num_layers", path, &L, err);
-    if (s == AP_OK) s = get_i64(file, "num_heads", path, &H, err);
-    if (s == AP_OK) s = get_i64(file, "small_bits", path, &small, err);
-    if (s == AP_OK) s = get_i64(file, "deflate", path, &deflate, err);
-    if (s == AP_OK) s = get_i64(file, "cursor", path, &o->cursor, err);
+    if (s == AP_OK) s = ap_h5_get_str(file, "tool_version", path, &o->tool_version, err);
+    if (s == AP_OK) s = ap_h5_get_str(file, "model_id", path, &o->model_id, err);
+    if (s == AP_OK) s = ap_h5_get_str(file, "model_config", path, &o->model_config, err);
+    if (s == AP_OK) s = ap_h5_get_str(file, "run", path, &o->run, err);
+    if (s == AP_OK) s = ap_h5_get_str(file, "dtype", path, &dtype, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "n_tokens", path, &n, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "num_layers", path, &L, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "num_heads", path, &H, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "small_bits", path, &small, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "deflate", path, &deflate, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "cursor", path, &o->cursor, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "patterns", path, &patterns, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "shard_index", path, &shard, err);
+    if (s == AP_OK) s = ap_h5_get_i64(file, "shard_count", path, &shards, err);
     if (s == AP_OK) s = get_strs(file, "tasks", path, &o->tasks, &ntasks, err);
     if (s == AP_OK) s = get_i64s(file, "seeds", path, &o->seeds, &o->m.nseeds, err);
     if (s == AP_OK) s = check_range(path, "n_tokens", n, 1, 1 << 16, err);
     if (s == AP_OK) s = check_range(path, "num_layers", L, 1, 1 << 12, err);
     if (s == AP_OK) s = check_range(path, "num_heads", H, 1, 1 << 12, err);
     if (s == AP_OK) s = check_range(path, "deflate", deflate, 0, 9, err);
+    if (s == AP_OK) s = check_range(path, "patterns", patterns, 0, 1, err);
+    if (s == AP_OK) s = check_range(path, "shard_count", shards, 1, 1 << 20, err);
+    if (s == AP_OK) s = check_range(path, "shard_index", shard, 0, shards - 1, err);
     ap_dtype dt = AP_F32;
     if (s == AP_OK) {
         if (strcmp(dtype, "f32") == 0) dt = AP_F32;
@@ -298,6 +308,9 @@ ap_status ap_meta_read(hid_t file, const char *path, ap_meta_owned *o, ap_error 
         .seeds = o->seeds,
         .nseeds = o->m.nseeds,
         .run = o->run,
+        .no_patterns = !patterns,
+        .shard_index = (int)shard,
+        .shard_count = (int)shards,
     };
     return AP_OK;
 }

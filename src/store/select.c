@@ -50,16 +50,6 @@ ap_status ap_head_sel_per_layer(const ap_head_sel *sel, int num_heads, int *q, a
     return AP_OK;
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) up to a bias below n / 2^64. */
-static int below(uint64_t *state, int n) { return (int)(splitmix64(state) % (uint64_t)n); }
-
 ap_status ap_select_heads(const ap_head_sel *sel, int num_layers, int num_heads, const int64_t *samples,
                           size_t nsamples, uint64_t seed, ap_pattern_ref **out, size_t *nout, ap_error *err) {
     *out = NULL;
@@ -79,12 +69,11 @@ ap_status ap_select_heads(const ap_head_sel *sel, int num_layers, int num_heads,
     for (size_t i = 0; i < nsamples; i++) {
         for (int l = 0; l < num_layers; l++) {
             /* A stream of its own per (seed, sample, layer). */
-            uint64_t state = seed;
-            state = splitmix64(&state) ^ (uint64_t)samples[i];
-            state = splitmix64(&state) ^ (uint64_t)l;
+            ap_rng rng;
+            ap_rng_seed(&rng, ap_hash_mix(ap_hash_mix(seed, (uint64_t)samples[i]), (uint64_t)l));
             for (int h = 0; h < num_heads; h++) perm[h] = h;
             for (int t = 0; t < q && q < num_heads; t++) { /* partial Fisher-Yates */
-                int r = t + below(&state, num_heads - t);
+                int r = t + (int)ap_rng_below(&rng, (uint64_t)(num_heads - t));
                 int tmp = perm[t];
                 perm[t] = perm[r];
                 perm[r] = tmp;

@@ -21,14 +21,14 @@
 #define PARALLEL_MIN_BYTES (256 << 10) /* below this a batch is compressed on one thread: waking others costs more */
 
 typedef enum col_kind { K_STR, K_I64, K_I32, K_BOOL, K_F32 } col_kind;
-enum { C_ID, C_TASK, C_SOURCE, C_START, C_END, C_LABEL, C_PRED, C_CORRECT, C_LOGPROB, C_ENTROPY, C_MAXPROB, NCOLS };
+enum { C_ID, C_TASK, C_SOURCE, C_START, C_END, C_LABEL, C_PRED, C_CORRECT, C_LOGPROB, C_ENTROPY, C_MAXPROB, C_INDEX, NCOLS };
 static const struct {
     const char *name;
     col_kind kind;
 } k_cols[NCOLS] = {
     {"id", K_STR},         {"task", K_STR},       {"source", K_STR},    {"start", K_I64},
     {"end", K_I64},        {"label_id", K_I32},   {"pred_id", K_I32},   {"correct", K_BOOL},
-    {"logprob", K_F32},    {"entropy", K_F32},    {"max_prob", K_F32},
+    {"logprob", K_F32},    {"entropy", K_F32},    {"max_prob", K_F32},   {"index", K_I64},
 };
 
 static size_t kind_size(col_kind k) {
@@ -47,7 +47,8 @@ struct ap_store {
     int lock_fd;
     ap_journal *journal; /* APPEND: the write journal; READ: the overlay, or NULL */
     int broken;          /* an append or commit failed midway: refuse to commit more */
-    hid_t file, d_patterns, d_ids, d_cols[NCOLS];
+    hid_t file, d_patterns, d_ids, d_cols[NCOLS]; /* d_patterns < 0 in a store without patterns */
+    ap_emb *emb;                                  /* /embeddings, NULL until there are some */
     hid_t t_pattern, t_str, t_bool_mem;
     ap_meta_owned meta;
     size_t T;     /* entries of one stored pattern */
@@ -174,8 +175,8 @@ static hid_t make_dcpl(int rank, const hsize_t *chunk, int level) {
     return p;
 }
 
-static ap_status make_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims_tail,
-                              const hsize_t *chunk, int level, const char *path, ap_error *err) {
+ap_status ap_h5_make_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims_tail,
+                             const hsize_t *chunk, int level, const char *path, ap_error *err) {
     hsize_t dims[4] = {0}, maxd[4] = {H5S_UNLIMITED};
     for (int r = 1; r < rank; r++) dims[r] = maxd[r] = dims_tail[r - 1];
     hid_t space = H5Screate_simple(rank, dims, maxd);
@@ -203,15 +204,15 @@ static ap_status write_skeleton(hid_t f, const ap_store_meta *m, const char *pat
                    : k_cols[c].kind == K_I32  ? H5T_STD_I32LE
                    : k_cols[c].kind == K_BOOL ? t_bool
                                               : H5T_IEEE_F32LE;
-        s = make_dataset(g, k_cols[c].name, ft, 1, NULL, (hsize_t[]){COL_CHUNK}, m->deflate, path, err);
+        s = ap_h5_make_dataset(g, k_cols[c].name, ft, 1, NULL, (hsize_t[]){COL_CHUNK}, m->deflate, path, err);
     }
     size_t T = ap_tri_size(m->n_tokens);
     if (s == AP_OK)
-        s = make_dataset(f, "input_ids", H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)m->n_tokens},
+        s = ap_h5_make_dataset(f, "input_ids", H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)m->n_tokens},
                          (hsize_t[]){1, (hsize_t)m->n_tokens}, m->deflate, path, err);
-    if (s == AP_OK) {
+    if (s == AP_OK && !m->no_patterns) {
         int hc = heads_per_chunk(m->num_heads, T, H5Tget_size(t_pat));
-        s = make_dataset(f, "patterns", t_pat, 4, (hsize_t[]){(hsize_t)m->num_layers, (hsize_t)m->num_heads, T},
+        s = ap_h5_make_dataset(f, "patterns", t_pat, 4, (hsize_t[]){(hsize_t)m->num_layers, (hsize_t)m->num_heads, T},
                          (hsize_t[]){1, 1, (hsize_t)hc, T}, m->deflate, path, err);
     }
     if (g >= 0) H5Gclose(g);
@@ -224,6 +225,7 @@ static ap_status write_skeleton(hid_t f, const ap_store_meta *m, const char *pat
 /* ---- open / create / close ---- */
 
 static void store_free(ap_store *s) {
+    ap_emb_free(s->emb);
     if (s->d_patterns >= 0) H5Dclose(s->d_patterns);
     if (s->d_ids >= 0) H5Dclose(s->d_ids);
     for (int c = 0; c < NCOLS; c++)
@@ -351,25 +353,14 @@ static ap_status read_column(ap_store *s, int c, ap_error *err) {
     return st;
 }
 
-static ap_status load(ap_store *s, ap_error *err) {
-    ap_status st = ap_meta_read(s->file, s->path, &s->meta, err);
-    if (st != AP_OK) return st;
+/* /patterns: its shape, type and chunking (sample, layer, heads); *rows its
+ * sample count. */
+static ap_status load_patterns(ap_store *s, hsize_t *rows, ap_error *err) {
     const ap_store_meta *m = &s->meta.m;
-    s->cursor = s->cursor_saved = s->meta.cursor;
-    s->t_str = ap_h5_str_type();
-    s->t_bool_mem = bool_type(H5T_NATIVE_SCHAR);
-    s->t_pattern = ap_store_h5type(m->dtype);
-    s->T = ap_tri_size(m->n_tokens);
-    s->esize = H5Tget_size(s->t_pattern);
     if ((s->d_patterns = open_dataset(s, "patterns", err)) < 0) return AP_ERR_FORMAT;
-    if ((s->d_ids = open_dataset(s, "input_ids", err)) < 0) return AP_ERR_FORMAT;
-    char name[64];
-    for (int c = 0; c < NCOLS; c++) {
-        snprintf(name, sizeof name, "samples/%s", k_cols[c].name);
-        if ((s->d_cols[c] = open_dataset(s, name, err)) < 0) return AP_ERR_FORMAT;
-    }
-    hsize_t pd[4], id[2], cd[1];
-    if ((st = dataset_dims(s, s->d_patterns, "patterns", 4, pd, err)) != AP_OK) return st;
+    hsize_t pd[4];
+    ap_status st = dataset_dims(s, s->d_patterns, "patterns", 4, pd, err);
+    if (st != AP_OK) return st;
     if (pd[1] != (hsize_t)m->num_layers || pd[2] != (hsize_t)m->num_heads || pd[3] != s->T)
         return ap_fail(err, AP_ERR_FORMAT, "%s: /patterns is [%llu, %llu, %llu, %llu], expected [S, %d, %d, %zu]",
                        s->path, (unsigned long long)pd[0], (unsigned long long)pd[1], (unsigned long long)pd[2],
@@ -389,17 +380,56 @@ static ap_status load(ap_store *s, ap_error *err) {
     }
     H5Pclose(dcpl);
     s->hc = (int)chunk[2];
-    s->count = s->committed = (int64_t)pd[0];
+    *rows = pd[0];
+    return AP_OK;
+}
+
+/* Embeddings cover at most the samples; all of them without patterns. */
+static ap_status load_embeddings(ap_store *s, ap_error *err) {
+    const ap_store_meta *m = &s->meta.m;
+    ap_status st = ap_emb_open(s->file, s->path, m->num_layers, m->num_heads, &s->emb, err);
+    if (st != AP_OK) return st;
+    int64_t e = s->emb ? ap_emb_count(s->emb) : 0;
+    if (e > s->count)
+        return ap_fail(err, AP_ERR_FORMAT, "%s: /embeddings has %lld rows but the store only %lld samples", s->path,
+                       (long long)e, (long long)s->count);
+    if (m->no_patterns && e != s->count)
+        return ap_fail(err, AP_ERR_FORMAT, "%s: a store without patterns, but only %lld of its %lld samples have "
+                       "embeddings", s->path, (long long)e, (long long)s->count);
+    return AP_OK;
+}
+
+static ap_status load(ap_store *s, ap_error *err) {
+    ap_status st = ap_meta_read(s->file, s->path, &s->meta, err);
+    if (st != AP_OK) return st;
+    const ap_store_meta *m = &s->meta.m;
+    s->cursor = s->cursor_saved = s->meta.cursor;
+    s->t_str = ap_h5_str_type();
+    s->t_bool_mem = bool_type(H5T_NATIVE_SCHAR);
+    s->t_pattern = ap_store_h5type(m->dtype);
+    s->T = ap_tri_size(m->n_tokens);
+    s->esize = H5Tget_size(s->t_pattern);
+    if ((s->d_ids = open_dataset(s, "input_ids", err)) < 0) return AP_ERR_FORMAT;
+    char name[64];
+    for (int c = 0; c < NCOLS; c++) {
+        snprintf(name, sizeof name, "samples/%s", k_cols[c].name);
+        if ((s->d_cols[c] = open_dataset(s, name, err)) < 0) return AP_ERR_FORMAT;
+    }
+    hsize_t id[2], cd[1];
     if ((st = dataset_dims(s, s->d_ids, "input_ids", 2, id, err)) != AP_OK) return st;
-    if (id[0] != pd[0] || id[1] != (hsize_t)m->n_tokens)
+    hsize_t rows = id[0];
+    if (!m->no_patterns && (st = load_patterns(s, &rows, err)) != AP_OK) return st;
+    s->count = s->committed = (int64_t)rows;
+    if (id[0] != rows || id[1] != (hsize_t)m->n_tokens)
         return ap_fail(err, AP_ERR_FORMAT, "%s: /input_ids is [%llu, %llu], expected [%llu, %d]", s->path,
-                       (unsigned long long)id[0], (unsigned long long)id[1], (unsigned long long)pd[0], m->n_tokens);
+                       (unsigned long long)id[0], (unsigned long long)id[1], (unsigned long long)rows, m->n_tokens);
     for (int c = 0; c < NCOLS; c++) {
         if ((st = dataset_dims(s, s->d_cols[c], k_cols[c].name, 1, cd, err)) != AP_OK) return st;
-        if (cd[0] != pd[0])
-            return ap_fail(err, AP_ERR_FORMAT, "%s: /samples/%s has %llu rows but /patterns has %llu samples", s->path,
-                           k_cols[c].name, (unsigned long long)cd[0], (unsigned long long)pd[0]);
+        if (cd[0] != rows)
+            return ap_fail(err, AP_ERR_FORMAT, "%s: /samples/%s has %llu rows but /input_ids has %llu samples",
+                           s->path, k_cols[c].name, (unsigned long long)cd[0], (unsigned long long)rows);
     }
+    if ((st = load_embeddings(s, err)) != AP_OK) return st;
     if ((st = table_reserve(s, (size_t)s->count, err)) != AP_OK) return st;
     for (int c = 0; c < NCOLS; c++)
         if ((st = read_column(s, c, err)) != AP_OK) return st;
@@ -499,6 +529,8 @@ ap_status ap_store_close(ap_store *s, ap_error *err) {
      * close, through the journal), then commit that too. */
     hid_t file = s->file;
     s->file = H5I_INVALID_HID;
+    ap_emb_free(s->emb);
+    s->emb = NULL;
     if (s->d_patterns >= 0) H5Dclose(s->d_patterns);
     if (s->d_ids >= 0) H5Dclose(s->d_ids);
     for (int c = 0; c < NCOLS; c++)
@@ -527,12 +559,12 @@ void ap_store_set_cursor(ap_store *s, int64_t cursor) { s->cursor = cursor; }
 /* ---- appending ---- */
 
 static ap_status check_record(const ap_store *s, const ap_store_sample *r, const int32_t *input_ids,
-                              const float *attention, ap_error *err) {
+                              int has_attention, ap_error *err) {
     if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
     if (s->broken)
         return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
     if (!r->id || !r->id[0]) return ap_fail(err, AP_ERR_ARG, "%s: a sample needs a scenario id", s->path);
-    if (!input_ids || !attention)
+    if (!input_ids || (!has_attention && !s->meta.m.no_patterns))
         return ap_fail(err, AP_ERR_ARG, "%s: sample '%s' needs its input_ids and attention", s->path, r->id);
     if (!r->task) return ap_fail(err, AP_ERR_ARG, "%s: sample '%s' has no task", s->path, r->id);
     if (r->correct != 0 && r->correct != 1)
@@ -628,9 +660,40 @@ static ap_status write_patterns(ap_store *s, int64_t i, const float *attention, 
     return AP_OK;
 }
 
-ap_status ap_store_append(ap_store *s, const ap_store_sample *r, const int32_t *input_ids, const float *attention,
-                          ap_error *err) {
-    ap_status st = check_record(s, r, input_ids, attention, err);
+/* Copy sample src_i's pattern chunks, as stored, to sample i of s (same
+ * layout: checked by the caller). */
+static ap_status copy_patterns(ap_store *s, ap_store *src, int64_t src_i, int64_t i, ap_error *err) {
+    const ap_store_meta *m = &s->meta.m;
+    hsize_t dims[4] = {(hsize_t)i + 1, (hsize_t)m->num_layers, (hsize_t)m->num_heads, s->T};
+    if (H5Dset_extent(s->d_patterns, dims) < 0) return ap_h5_fail(err, AP_ERR_IO, "cannot extend /patterns");
+    size_t cap = ap_chunk_bound((size_t)s->hc * s->T * s->esize);
+    unsigned char *buf = ap_malloc(cap, err);
+    if (!buf) return AP_ERR_NOMEM;
+    ap_status st = AP_OK;
+    for (int l = 0; st == AP_OK && l < m->num_layers; l++)
+        for (int h0 = 0; st == AP_OK && h0 < m->num_heads; h0 += s->hc) {
+            hsize_t from[4] = {(hsize_t)src_i, (hsize_t)l, (hsize_t)h0, 0}, to[4] = {(hsize_t)i, (hsize_t)l, (hsize_t)h0, 0};
+            hsize_t n = 0;
+            uint32_t filters = 0;
+            if (H5Dget_chunk_storage_size(src->d_patterns, from, &n) < 0 || n > cap ||
+                H5Dread_chunk(src->d_patterns, H5P_DEFAULT, from, &filters, buf) < 0) {
+                char what[600];
+                snprintf(what, sizeof what, "%s: cannot read the patterns of sample %lld", src->path, (long long)src_i);
+                st = ap_h5_fail(err, AP_ERR_FORMAT, what);
+            } else if (H5Dwrite_chunk(s->d_patterns, H5P_DEFAULT, filters, to, (size_t)n, buf) < 0) {
+                const ap_error *je = ap_journal_last_error(s->journal);
+                st = je ? ap_fail(err, je->code, "%s", je->msg) : ap_h5_fail(err, AP_ERR_IO, "cannot write a pattern chunk");
+            }
+        }
+    free(buf);
+    return st;
+}
+
+/* Append a record whose patterns come from attention or, when src is
+ * given, from sample src_i of src. */
+static ap_status append_sample(ap_store *s, const ap_store_sample *r, const int32_t *input_ids, const float *attention,
+                               ap_store *src, int64_t src_i, ap_error *err) {
+    ap_status st = check_record(s, r, input_ids, src || attention, err);
     if (st != AP_OK) return st;
     const ap_store_meta *m = &s->meta.m;
     int64_t i = s->count, pend = i - s->committed;
@@ -640,8 +703,11 @@ ap_status ap_store_append(ap_store *s, const ap_store_sample *r, const int32_t *
     memcpy(ids + (size_t)pend * (size_t)m->n_tokens, input_ids, (size_t)m->n_tokens * sizeof *ids);
     if ((st = table_reserve(s, (size_t)i + 1, err)) != AP_OK) return st;
     if ((st = hash_reserve(s, i + 1, i, err)) != AP_OK) return st;
-    if ((st = ensure_scratch(s, err)) != AP_OK) return st;
-    if ((st = write_patterns(s, i, attention, err)) != AP_OK) {
+    if (!m->no_patterns) {
+        if (src) st = copy_patterns(s, src, src_i, i, err);
+        else if ((st = ensure_scratch(s, err)) == AP_OK) st = write_patterns(s, i, attention, err);
+    }
+    if (st != AP_OK) {
         s->broken = 1;
         return ap_error_prefix(err, "%s: sample '%s'", s->path, r->id);
     }
@@ -658,9 +724,15 @@ ap_status ap_store_append(ap_store *s, const ap_store_sample *r, const int32_t *
     ((float *)s->cols[C_LOGPROB])[i] = r->logprob;
     ((float *)s->cols[C_ENTROPY])[i] = r->entropy;
     ((float *)s->cols[C_MAXPROB])[i] = r->max_prob;
+    ((int64_t *)s->cols[C_INDEX])[i] = r->index;
     s->count = i + 1;
     hash_put(s, i);
     return AP_OK;
+}
+
+ap_status ap_store_append(ap_store *s, const ap_store_sample *r, const int32_t *input_ids, const float *attention,
+                          ap_error *err) {
+    return append_sample(s, r, input_ids, attention, NULL, 0, err);
 }
 
 /* Rows [committed, count) of a 1-D or 2-D dataset from buf. */
@@ -711,6 +783,9 @@ static ap_status write_pending_rows(ap_store *s, ap_error *err) {
 ap_status ap_store_commit(ap_store *s, ap_error *err) {
     if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
     if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    if (s->meta.m.no_patterns && ap_store_embedded(s) < s->count)
+        return ap_fail(err, AP_ERR_ARG, "%s: sample '%s' has no embeddings, and this store keeps nothing else of its "
+                       "patterns", s->path, col_str(s, C_ID, ap_store_embedded(s)));
     ap_status st = AP_OK;
     if (s->count > s->committed) st = write_pending_rows(s, err);
     if (st == AP_OK && s->cursor != s->cursor_saved) st = ap_meta_write_cursor(s->file, s->cursor, s->path, err);
@@ -732,10 +807,20 @@ ap_status ap_store_commit(ap_store *s, ap_error *err) {
 
 /* ---- reading ---- */
 
-static ap_status check_index(const ap_store *s, int64_t i, int layer, int head, ap_error *err) {
+static ap_status check_sample(const ap_store *s, int64_t i, ap_error *err) {
     if (i < 0 || i >= s->count)
         return ap_fail(err, AP_ERR_RANGE, "%s: sample %lld is out of range (the store has %lld samples)", s->path,
                        (long long)i, (long long)s->count);
+    return AP_OK;
+}
+
+/* A pattern of sample i; layer < 0 or head < 0: all of them. */
+static ap_status check_index(const ap_store *s, int64_t i, int layer, int head, ap_error *err) {
+    if (s->meta.m.no_patterns)
+        return ap_fail(err, AP_ERR_ARG, "%s: the store keeps no attention patterns, only their AP-MAE embeddings "
+                       "(it was extracted with --embeddings-only)", s->path);
+    ap_status st = check_sample(s, i, err);
+    if (st != AP_OK) return st;
     if (layer < 0 || layer >= s->meta.m.num_layers)
         return ap_fail(err, AP_ERR_RANGE, "%s: layer %d is out of range (0..%d)", s->path, layer,
                        s->meta.m.num_layers - 1);
@@ -745,7 +830,7 @@ static ap_status check_index(const ap_store *s, int64_t i, int layer, int head, 
 }
 
 ap_status ap_store_read_sample(ap_store *s, int64_t i, ap_store_sample *out, int32_t *input_ids, ap_error *err) {
-    ap_status st = check_index(s, i, 0, 0, err);
+    ap_status st = check_sample(s, i, err);
     if (st != AP_OK) return st;
     *out = (ap_store_sample){
         .id = col_str(s, C_ID, i),
@@ -759,6 +844,7 @@ ap_status ap_store_read_sample(ap_store *s, int64_t i, ap_store_sample *out, int
         .logprob = ((float *)s->cols[C_LOGPROB])[i],
         .entropy = ((float *)s->cols[C_ENTROPY])[i],
         .max_prob = ((float *)s->cols[C_MAXPROB])[i],
+        .index = ((int64_t *)s->cols[C_INDEX])[i],
     };
     if (!input_ids) return AP_OK;
     int N = s->meta.m.n_tokens;
@@ -858,7 +944,108 @@ ap_status ap_store_size_of(ap_store *s, ap_store_size *out, ap_error *err) {
     struct stat st;
     if (fstat(s->lock_fd, &st) != 0) return ap_fail_errno(err, AP_ERR_IO, "%s: cannot stat", s->path);
     out->file_bytes = (int64_t)st.st_size;
-    out->pattern_bytes = (int64_t)H5Dget_storage_size(s->d_patterns);
-    out->patterns = s->committed * s->meta.m.num_layers * s->meta.m.num_heads;
+    int pat = !s->meta.m.no_patterns;
+    out->pattern_bytes = pat ? (int64_t)H5Dget_storage_size(s->d_patterns) : 0;
+    out->patterns = pat ? s->committed * s->meta.m.num_layers * s->meta.m.num_heads : 0;
+    out->embedding_bytes = s->emb ? ap_emb_storage(s->emb) : 0;
     return AP_OK;
+}
+
+int ap_store_has_patterns(const ap_store *s) { return !s->meta.m.no_patterns; }
+
+/* ---- embeddings ---- */
+
+const ap_store_embed_info *ap_store_embed_info_of(const ap_store *s) { return s->emb ? ap_emb_info(s->emb) : NULL; }
+int64_t ap_store_embedded(const ap_store *s) { return s->emb ? ap_emb_count(s->emb) : 0; }
+
+/* "the AP-MAE <id> (hash <h>, compat <c>)" for messages. */
+static void describe_model(const ap_store_embed_info *e, char *buf, size_t n) {
+    snprintf(buf, n, "the AP-MAE '%s' (parameter hash %s, dim %d%s)", e->model_id, e->model_hash, e->dim,
+             e->compat_reference ? ", --compat reference" : "");
+}
+
+ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_error *err) {
+    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
+    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    if (s->emb) {
+        if (ap_emb_same_model(ap_emb_info(s->emb), info)) return AP_OK;
+        char have[1024], want[1024];
+        describe_model(ap_emb_info(s->emb), have, sizeof have);
+        describe_model(info, want, sizeof want);
+        return ap_fail(err, AP_ERR_ARG, "%s already holds embeddings from another model: %s, not %s", s->path, have,
+                       want);
+    }
+    ap_status st = ap_emb_create(s->file, s->path, info, s->meta.m.num_layers, s->meta.m.num_heads, s->meta.m.deflate,
+                                 &s->emb, err);
+    if (st != AP_OK) s->broken = 1;
+    return st;
+}
+
+ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err) {
+    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
+    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    if (!s->emb) return ap_fail(err, AP_ERR_ARG, "%s: embeddings not begun (ap_store_embed_begin)", s->path);
+    if (!cls || !mean) return ap_fail(err, AP_ERR_ARG, "%s: embeddings need both cls and mean", s->path);
+    int64_t e = ap_emb_count(s->emb);
+    if (e >= s->count)
+        return ap_fail(err, AP_ERR_ARG, "%s: all %lld samples already have embeddings; append the sample first",
+                       s->path, (long long)s->count);
+    ap_status st = ap_emb_append(s->emb, cls, mean, err);
+    if (st != AP_OK) {
+        s->broken = 1;
+        const ap_error *je = ap_journal_last_error(s->journal);
+        if (je) st = ap_fail(err, je->code, "%s", je->msg);
+        return ap_error_prefix(err, "%s: embeddings of sample %lld", s->path, (long long)e);
+    }
+    return AP_OK;
+}
+
+ap_status ap_store_read_embeddings(ap_store *s, int64_t i, float *cls, float *mean, ap_error *err) {
+    ap_status st = check_sample(s, i, err);
+    if (st != AP_OK) return st;
+    if (i >= ap_store_embedded(s))
+        return ap_fail(err, AP_ERR_RANGE, "%s: sample %lld has no embeddings (%lld of %lld samples have them%s)",
+                       s->path, (long long)i, (long long)ap_store_embedded(s), (long long)s->count,
+                       s->emb ? "" : "; run 'apmae store embed'");
+    return ap_emb_read(s->emb, i, cls, mean, err);
+}
+
+/* ---- copying between stores ---- */
+
+static ap_status check_same_layout(const ap_store *dst, const ap_store *src, ap_error *err) {
+    const ap_store_meta *a = &dst->meta.m, *b = &src->meta.m;
+    if (a->n_tokens != b->n_tokens || a->num_layers != b->num_layers || a->num_heads != b->num_heads ||
+        a->dtype != b->dtype || a->small_bits != b->small_bits || a->deflate != b->deflate ||
+        a->no_patterns != b->no_patterns)
+        return ap_fail(err, AP_ERR_ARG,
+                       "%s: cannot copy samples into %s: N %d, %d x %d heads, %s (%d bits), deflate %d, %s there; "
+                       "N %d, %d x %d heads, %s (%d bits), deflate %d, %s here",
+                       src->path, dst->path, a->n_tokens, a->num_layers, a->num_heads, ap_store_dtype_name(a->dtype),
+                       a->small_bits, a->deflate, a->no_patterns ? "no patterns" : "patterns", b->n_tokens,
+                       b->num_layers, b->num_heads, ap_store_dtype_name(b->dtype), b->small_bits, b->deflate,
+                       b->no_patterns ? "no patterns" : "patterns");
+    return AP_OK;
+}
+
+ap_status ap_store_copy_sample(ap_store *dst, ap_store *src, int64_t i, ap_error *err) {
+    ap_status st = check_same_layout(dst, src, err);
+    if (st == AP_OK) st = check_sample(src, i, err);
+    if (st != AP_OK) return st;
+    int with_emb = i < ap_store_embedded(src);
+    if (with_emb && (!dst->emb || !ap_emb_same_model(ap_emb_info(dst->emb), ap_emb_info(src->emb))))
+        return ap_fail(err, AP_ERR_ARG, "%s: sample %lld has embeddings of an AP-MAE that %s has not begun", src->path,
+                       (long long)i, dst->path);
+    const ap_store_meta *m = &src->meta.m;
+    size_t ne = with_emb ? (size_t)m->num_layers * (size_t)m->num_heads * (size_t)ap_emb_info(src->emb)->dim : 0;
+    int32_t *ids = ap_malloc((size_t)m->n_tokens * sizeof *ids, err);
+    float *cls = with_emb ? ap_malloc(2 * ne * sizeof *cls, err) : NULL;
+    if (!ids || (with_emb && !cls)) st = AP_ERR_NOMEM;
+    ap_store_sample r;
+    if (st == AP_OK) st = ap_store_read_sample(src, i, &r, ids, err);
+    if (st == AP_OK && with_emb) st = ap_emb_read(src->emb, i, cls, cls + ne, err);
+    if (st == AP_OK) st = append_sample(dst, &r, ids, NULL, src, i, err);
+    if (st == AP_OK && with_emb) st = ap_store_append_embeddings(dst, cls, cls + ne, err);
+    free(ids);
+    free(cls);
+    return st;
 }
