@@ -21,14 +21,6 @@
 enum { N = 16, L = 2, H = 4, D = 16 }; /* the fixture LM and tests/fixtures/store/mae_n16.json */
 static const char *k_mae16 = "fixtures/store/mae_n16.json", *k_mae32 = "fixtures/store/mae_n32.json";
 
-static char *fresh(const char *name) {
-    char *p = tu_tmp_path(name), j[4200];
-    snprintf(j, sizeof j, "%s-journal", p);
-    unlink(p);
-    unlink(j);
-    return p;
-}
-
 static ap_extract_options options(const char *scenarios, const char *store) {
     return (ap_extract_options){.model_dir = k_model, .scenarios_path = scenarios, .store_path = store,
                                 .balance = AP_BALANCE_NONE, .dtype = AP_F32, .commit_every = 4};
@@ -57,7 +49,7 @@ static void fill_emb(int i, float *cls, float *mean) {
 
 static void test_store_api(void **state) {
     (void)state;
-    char *path = fresh("api.h5");
+    char *path = tu_fresh_store_path("api.h5");
     ap_store_meta m = small_meta(0);
     ap_store_embed_info info = {.model_id = "maeA", .model_config = "{\"a\":1}", .model_hash = "0123456789abcdef",
                                 .dim = 5};
@@ -127,7 +119,7 @@ static void test_store_api(void **state) {
 
 static void test_store_without_patterns(void **state) {
     (void)state;
-    char *path = fresh("nopat.h5"), *src_path = fresh("nopat_src.h5"), *copy = fresh("nopat_copy.h5");
+    char *path = tu_fresh_store_path("nopat.h5"), *src_path = tu_fresh_store_path("nopat_src.h5"), *copy = tu_fresh_store_path("nopat_copy.h5");
     ap_store_meta m = small_meta(1);
     ap_store_embed_info info = {.model_id = "maeA", .model_config = "{}", .model_hash = "0123456789abcdef", .dim = 5};
     float cls[30], mean[30], buf[16];
@@ -184,7 +176,7 @@ static void test_store_without_patterns(void **state) {
  * equal. */
 static void test_copy_patterns(void **state) {
     (void)state;
-    char *a = fresh("copy_a.h5"), *b = fresh("copy_b.h5");
+    char *a = tu_fresh_store_path("copy_a.h5"), *b = tu_fresh_store_path("copy_b.h5");
     ap_store_meta m = small_meta(0);
     m.dtype = AP_BF16;
     ap_store *s, *t;
@@ -230,7 +222,7 @@ static void assert_close(const float *a, const float *b, size_t n) {
 
 static void test_store_embed(void **state) {
     (void)state;
-    char *sc = write_scenarios("se.jsonl", 10, N, 5), *path = fresh("se.h5");
+    char *sc = write_scenarios("se.jsonl", 10, N, 5), *path = tu_fresh_store_path("se.h5");
     char *mae = make_mae(k_mae16, "mae_se", 1), *other = make_mae(k_mae16, "mae_se_other", 2);
     char *mae32 = make_mae(k_mae32, "mae_se32", 1);
     ap_extract_options o = options(sc, path);
@@ -290,8 +282,8 @@ static void test_store_embed(void **state) {
 
 static void test_streaming(void **state) {
     (void)state;
-    char *sc = write_scenarios("st.jsonl", 10, N, 6), *only = fresh("st_only.h5"), *both = fresh("st_both.h5");
-    char *plain = fresh("st_plain.h5");
+    char *sc = write_scenarios("st.jsonl", 10, N, 6), *only = tu_fresh_store_path("st_only.h5"), *both = tu_fresh_store_path("st_both.h5");
+    char *plain = tu_fresh_store_path("st_plain.h5");
     char *mae = make_mae(k_mae16, "mae_st", 1), *other = make_mae(k_mae16, "mae_st_other", 2);
     ap_extract_report rep;
     ap_error err = {0};
@@ -398,9 +390,9 @@ static void test_kill_and_resume_embed(void **state) {
     (void)state;
     enum { LINES = 40 };
     char *sc = write_scenarios("ke.jsonl", LINES, N, 8), *mae = make_mae(k_mae16, "mae_ke", 1);
-    char *ref = fresh("ke_ref.h5");
-    g_base = fresh("ke_base.h5");
-    g_work = fresh("ke.h5");
+    char *ref = tu_fresh_store_path("ke_ref.h5");
+    g_base = tu_fresh_store_path("ke_base.h5");
+    g_work = tu_fresh_store_path("ke.h5");
     ap_extract_options o = options(sc, g_base);
     ap_extract_report xrep;
     TU_OK(ap_extract_run(&o, &xrep, tu_err()));
@@ -423,8 +415,8 @@ static void test_kill_and_resume_streaming(void **state) {
     (void)state;
     enum { LINES = 20 }; /* each line a forward pass and a commit: slow under ASan */
     char *sc = write_scenarios("ks.jsonl", LINES, N, 9), *mae = make_mae(k_mae16, "mae_ks", 1);
-    char *ref = fresh("ks_ref.h5");
-    g_work = fresh("ks.h5");
+    char *ref = tu_fresh_store_path("ks_ref.h5");
+    g_work = tu_fresh_store_path("ks.h5");
     char *argv_ref[] = {"apmae", "extract", "--model", (char *)k_model, "--scenarios", sc, "--out", ref,
                         "--embed-with", mae, "--embeddings-only", "--commit-every", "1", "--threads", "1", NULL};
     double t0 = now_seconds();

@@ -16,14 +16,6 @@
 
 enum { N = 16 };
 
-static char *fresh(const char *name) {
-    char *p = tu_tmp_path(name), j[4200];
-    snprintf(j, sizeof j, "%s-journal", p);
-    unlink(p);
-    unlink(j);
-    return p;
-}
-
 static ap_extract_options options(const char *scenarios, const char *store) {
     return (ap_extract_options){.model_dir = k_model, .scenarios_path = scenarios, .store_path = store,
                                 .balance = AP_BALANCE_NONE, .dtype = AP_BF16, .commit_every = 8};
@@ -51,7 +43,7 @@ static void free_paths(char **p, int n) {
 
 static void test_merge_equals_single(void **state) {
     (void)state;
-    char *sc = write_scenarios("sh.jsonl", 23, N, 11), *single = fresh("sh_single.h5"), *merged = fresh("sh_merged.h5");
+    char *sc = write_scenarios("sh.jsonl", 23, N, 11), *single = tu_fresh_store_path("sh_single.h5"), *merged = tu_fresh_store_path("sh_merged.h5");
     ap_extract_options o = options(sc, single);
     ap_extract_report rep;
     TU_OK(ap_extract_run(&o, &rep, tu_err()));
@@ -83,7 +75,7 @@ static void test_merge_equals_single(void **state) {
     /* three shards, given in any order */
     char **p3 = run_shards(o, base, 3);
     const char *order[3] = {p3[2], p3[0], p3[1]};
-    char *merged3 = fresh("sh_merged3.h5");
+    char *merged3 = tu_fresh_store_path("sh_merged3.h5");
     TU_OK(ap_extract_merge(merged3, order, 3, &n, tu_err()));
     assert_stores_equal(single, merged3);
     free_paths(p2, 2), free_paths(p3, 3);
@@ -93,7 +85,7 @@ static void test_merge_equals_single(void **state) {
 /* Streaming mode sharded: embeddings travel with their samples. */
 static void test_merge_with_embeddings(void **state) {
     (void)state;
-    char *sc = write_scenarios("she.jsonl", 9, N, 12), *single = fresh("she_single.h5"), *merged = fresh("she_m.h5");
+    char *sc = write_scenarios("she.jsonl", 9, N, 12), *single = tu_fresh_store_path("she_single.h5"), *merged = tu_fresh_store_path("she_m.h5");
     char *mae = make_mae("fixtures/store/mae_n16.json", "mae_she", 1);
     for (int only = 0; only < 2; only++) {
         unlink(single);
@@ -136,7 +128,7 @@ static void test_merge_with_embeddings(void **state) {
 /* per-task:5 over 2 shards: correct quota 2 -> 1 + 1, incorrect 3 -> 2 + 1. */
 static void test_balance_split(void **state) {
     (void)state;
-    char *sc = write_scenarios("shb.jsonl", 60, N, 13), *merged = fresh("shb_m.h5");
+    char *sc = write_scenarios("shb.jsonl", 60, N, 13), *merged = tu_fresh_store_path("shb_m.h5");
     ap_extract_options o = options(sc, NULL);
     o.balance = AP_BALANCE_PER_TASK;
     o.per_task = 5;
@@ -189,7 +181,7 @@ static void expect_merge_error(const char *out, const char *const *shards, size_
 
 static void test_merge_errors(void **state) {
     (void)state;
-    char *sc = write_scenarios("shx.jsonl", 8, N, 14), *out = fresh("shx_m.h5");
+    char *sc = write_scenarios("shx.jsonl", 8, N, 14), *out = tu_fresh_store_path("shx_m.h5");
     ap_extract_options o = options(sc, NULL);
     char *base = tu_tmp_path("shx.h5"), *base32 = tu_tmp_path("shx32.h5");
     char **p = run_shards(o, base, 2);

@@ -33,15 +33,6 @@ static ap_store_meta meta(ap_dtype dt, int small_bits) {
                            .run = "{\"balance\": \"none\"}"};
 }
 
-static char *fresh(const char *name) {
-    char *p = tu_tmp_path(name);
-    unlink(p);
-    char j[4200];
-    snprintf(j, sizeof j, "%s-journal", p);
-    unlink(j);
-    return p;
-}
-
 /* Append samples first..first+n-1 of the synthetic set. */
 static void append_synth(ap_store *s, int64_t first, int64_t n, double sharpness) {
     float *attn = malloc(sizeof(float) * L * H * N * N);
@@ -71,7 +62,7 @@ static ap_store *make_store(const char *path, ap_dtype dt, int small_bits, int64
  * small (when > 0), and the worst absolute error of entries below 2^-14
  * within tiny (when > 0). big = 0: everything must be exact. */
 static void check_roundtrip(ap_dtype dt, int small_bits, double big, double small, double tiny) {
-    char *path = fresh("rt.h5");
+    char *path = tu_fresh_store_path("rt.h5");
     ap_store *s = make_store(path, dt, small_bits, 3);
     TU_OK(ap_store_close(s, tu_err()));
     TU_OK(ap_store_open(path, AP_STORE_READ, &s, tu_err()));
@@ -162,7 +153,7 @@ static void test_encode_rounding(void **state) {
 
 static void test_meta_counts_filter(void **state) {
     (void)state;
-    char *path = fresh("meta.h5");
+    char *path = tu_fresh_store_path("meta.h5");
     ap_store *s = make_store(path, AP_BF16, -1, 9);
     ap_store_set_cursor(s, 12);
     TU_OK(ap_store_close(s, tu_err()));
@@ -222,7 +213,7 @@ static void test_meta_counts_filter(void **state) {
 
 static void test_find_and_duplicates(void **state) {
     (void)state;
-    char *path = fresh("find.h5");
+    char *path = tu_fresh_store_path("find.h5");
     ap_store *s = make_store(path, AP_F16, -1, 5);
     append_synth(s, 5, 1, 1.0); /* pending, not committed */
     assert_int_equal(ap_store_find(s, "s000003"), 3);
@@ -328,7 +319,7 @@ static void expect_open_error(const char *path, ap_status code, const char *need
 
 static void test_foreign_and_damaged_files(void **state) {
     (void)state;
-    char *text = fresh("notes.h5");
+    char *text = tu_fresh_store_path("notes.h5");
     tu_write_file(text, "these are notes, not HDF5\n", 26);
     expect_open_error(text, AP_ERR_FORMAT, "not an HDF5 file");
     ap_store *s = NULL;
@@ -336,14 +327,14 @@ static void test_foreign_and_damaged_files(void **state) {
     char journal[4200];
     snprintf(journal, sizeof journal, "%s-journal", text);
     assert_false(ap_path_exists(journal)); /* a failed open leaves nothing behind */
-    char *empty = fresh("empty.h5");
+    char *empty = tu_fresh_store_path("empty.h5");
     tu_write_file(empty, "", 0);
     expect_open_error(empty, AP_ERR_FORMAT, "empty");
-    char *none = fresh("missing.h5");
+    char *none = tu_fresh_store_path("missing.h5");
     expect_open_error(none, AP_ERR_IO, "no such store");
 
     /* a real store cut to half its size */
-    char *half = fresh("half.h5");
+    char *half = tu_fresh_store_path("half.h5");
     s = make_store(half, AP_BF16, -1, 4);
     TU_OK(ap_store_close(s, tu_err()));
     struct stat st;
@@ -357,7 +348,7 @@ static void test_foreign_and_damaged_files(void **state) {
     assert_int_equal(st.st_size, cut); /* the failed writer changed nothing */
 
     /* HDF5, but not a store */
-    char *foreign = fresh("foreign.h5");
+    char *foreign = tu_fresh_store_path("foreign.h5");
     hid_t f = H5Fcreate(foreign, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t dims[1] = {4};
     hid_t sp = H5Screate_simple(1, dims, NULL);
@@ -368,7 +359,7 @@ static void test_foreign_and_damaged_files(void **state) {
     expect_open_error(foreign, AP_ERR_FORMAT, "not an apmae store");
 
     /* a store missing /patterns, and one of another format version */
-    char *nopat = fresh("nopat.h5");
+    char *nopat = tu_fresh_store_path("nopat.h5");
     s = make_store(nopat, AP_F32, -1, 1);
     TU_OK(ap_store_close(s, tu_err()));
     f = H5Fopen(nopat, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -392,7 +383,7 @@ static void test_foreign_and_damaged_files(void **state) {
 
 static void test_create_and_args(void **state) {
     (void)state;
-    char *path = fresh("args.h5");
+    char *path = tu_fresh_store_path("args.h5");
     ap_store *s = make_store(path, AP_F16, -1, 1);
     ap_store *t = NULL;
     ap_store_meta m = meta(AP_F16, -1);
@@ -414,7 +405,7 @@ static void test_create_and_args(void **state) {
     ap_store_close(t, NULL);
     ap_store_close(s, NULL);
     m.n_tokens = 0;
-    char *bad = fresh("bad.h5");
+    char *bad = tu_fresh_store_path("bad.h5");
     assert_int_equal(ap_store_create(bad, &m, &t, tu_err()), AP_ERR_ARG);
     m = meta(AP_I64, -1);
     assert_int_equal(ap_store_create(bad, &m, &t, tu_err()), AP_ERR_ARG);
@@ -441,7 +432,7 @@ static int run_tool(const char *args) {
  * and goes on. */
 static void test_rollback_after_kill(void **state) {
     (void)state;
-    char *path = fresh("kill.h5"), journal[4200], args[4400];
+    char *path = tu_fresh_store_path("kill.h5"), journal[4200], args[4400];
     snprintf(journal, sizeof journal, "%s-journal", path);
     snprintf(args, sizeof args, "write '%s' --total 9 --every 3 --kill-after 5 --dtype bf16 --n %d --layers %d --heads %d",
              path, N, L, H);
@@ -492,7 +483,7 @@ static void test_png_and_colormap(void **state) {
     }
     float P[N * N];
     synth_head(3, N, 1.0, P);
-    char *png = fresh("p.png");
+    char *png = tu_fresh_store_path("p.png");
     TU_OK(ap_pattern_write_png(png, P, N, 3, tu_err()));
     char *data = NULL;
     size_t len = 0;

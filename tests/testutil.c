@@ -120,3 +120,11 @@ void tu_numeric_grad(tu_loss_fn f, void *ctx, double *x, size_t n, double h, dou
         out[i] = s / (12 * h);
     }
 }
+
+char *tu_fresh_store_path(const char *name) {
+    char *p = tu_tmp_path(name), journal[4200];
+    snprintf(journal, sizeof journal, "%s-journal", p);
+    unlink(p);
+    unlink(journal);
+    return p;
+}

@@ -14,6 +14,8 @@
 /* A fresh scratch directory for this test binary (under $APMAE_TMP or /tmp),
  * created on first use. name is appended: returns a malloc'ed path. */
 char *tu_tmp_path(const char *name);
+/* tu_tmp_path for a store: any store there, and its journal, removed. */
+char *tu_fresh_store_path(const char *name);
 /* Run a shell command; capture stdout into *out (malloc'ed, may be NULL) and
  * return the exit status (-1 if it did not exit normally). */
 int tu_run(char **out, const char *fmt, ...) AP_PRINTF(2, 3);

@@ -75,6 +75,10 @@ ap_status ap_read_file(const char *path, char **data, size_t *len, ap_error *err
 /* Writes to "path.tmp.<pid>", fsyncs, renames over path: readers never see a
  * half-written file and a crash leaves the old version intact. */
 ap_status ap_write_file_atomic(const char *path, const void *data, size_t len, ap_error *err);
+/* A training log (JSON lines with a "step" field) cut back to the lines of
+ * steps <= step, atomically: what a resumed run keeps before it writes the
+ * later steps again. A missing file is fine. */
+ap_status ap_log_keep_steps(const char *path, int64_t step, ap_error *err);
 int ap_path_is_dir(const char *path);
 int ap_path_exists(const char *path);
 /* dir + "/" + name into a fresh string. */

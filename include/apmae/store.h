@@ -224,5 +224,7 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
 /* The viridis colour map at t in [0, 1] (clamped): its nine published
  * anchor colours, interpolated in the Oklab perceptual space. */
 void ap_viridis(double t, unsigned char rgb[3]);
+/* An 8-bit RGB image [H][W][3] as a PNG file, written atomically. */
+ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err);
 
 #endif

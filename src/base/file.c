@@ -143,3 +143,23 @@ void ap_mmap_close(ap_mmap *map) {
     map->data = NULL;
     map->size = 0;
 }
+
+ap_status ap_log_keep_steps(const char *path, int64_t step, ap_error *err) {
+    if (!ap_path_exists(path)) return AP_OK;
+    char *data;
+    size_t len;
+    ap_status st = ap_read_file(path, &data, &len, err);
+    if (st) return st;
+    ap_buf keep = {0};
+    for (char *line = data; !st && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *s = strstr(line, "\"step\":");
+        if (s && s < line + n && strtoll(s + 7, NULL, 10) <= step) st = ap_buf_append(&keep, line, n, err);
+        line += n;
+    }
+    if (!st) st = ap_write_file_atomic(path, keep.data ? keep.data : "", keep.len, err);
+    free(data);
+    ap_buf_free(&keep);
+    return st;
+}

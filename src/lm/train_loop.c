@@ -365,28 +365,6 @@ done:
     return st;
 }
 
-/* Keeps the log lines of steps up to the checkpoint (a resumed run rewrites
- * the later ones). */
-static ap_status trim_log(const char *path, int64_t step, ap_error *err) {
-    if (!ap_path_exists(path)) return AP_OK;
-    char *data;
-    size_t len;
-    ap_status st = ap_read_file(path, &data, &len, err);
-    if (st) return st;
-    ap_buf keep = {0};
-    for (char *line = data; !st && *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        const char *s = strstr(line, "\"step\":");
-        if (s && s < line + n && strtoll(s + 7, NULL, 10) <= step) st = ap_buf_append(&keep, line, n, err);
-        line += n;
-    }
-    if (!st) st = ap_write_file_atomic(path, keep.data ? keep.data : "", keep.len, err);
-    free(data);
-    ap_buf_free(&keep);
-    return st;
-}
-
 static ap_status append_log(const char *path, const char *line, ap_error *err) {
     FILE *f = fopen(path, "a");
     if (!f) return ap_fail_errno(err, AP_ERR_IO, "%s: cannot open", path);
@@ -479,7 +457,7 @@ ap_status ap_lm_train(const ap_lm_train_options *o, ap_lm_train_result *res, ap_
     if (!log_path) return AP_ERR_NOMEM;
     if ((st = setup(&t, err))) goto done;
     if (o->resume) {
-        if ((st = trim_log(log_path, t.step, err))) goto done;
+        if ((st = ap_log_keep_steps(log_path, t.step, err))) goto done;
         ap_info("resuming at step %lld of %lld", (long long)t.step, (long long)t.steps);
     } else if ((st = ap_write_file_atomic(log_path, "", 0, err))) {
         goto done;

@@ -3,7 +3,6 @@
 #include "apmae/mae_train.h"
 
 #include <math.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,28 +17,6 @@ void ap_mae_figure_size(const ap_mae_config *cfg, int *width, int *height) {
 }
 
 enum { SRC_NONE, SRC_TRUE, SRC_PRED }; /* what a pixel of a panel shows */
-
-static ap_status encode(const char *path, const unsigned char *pix, int W, int H, ap_error *err) {
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)W;
-    img.height = (png_uint_32)H;
-    img.format = PNG_FORMAT_RGB;
-    png_alloc_size_t size = 0; /* first call: the size; second: the bytes */
-    ap_status st = AP_OK;
-    void *mem = NULL;
-    if (!png_image_write_to_memory(&img, NULL, &size, 0, pix, 3 * W, NULL))
-        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
-    else if (!(mem = ap_malloc(size, err)))
-        st = AP_ERR_NOMEM;
-    else if (!png_image_write_to_memory(&img, mem, &size, 0, pix, 3 * W, NULL))
-        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
-    if (st == AP_OK) st = ap_write_file_atomic(path, mem, size, err);
-    png_image_free(&img);
-    free(mem);
-    return st;
-}
 
 ap_status ap_mae_write_figure(const char *path, const ap_mae_config *cfg, const float *scaled,
                               const int64_t *masked, int M, const float *pred, ap_error *err) {
@@ -87,7 +64,7 @@ ap_status ap_mae_write_figure(const char *path, const ap_mae_config *cfg, const 
                     for (int x = 0; x < z; x++)
                         memcpy(pix + 3 * ((size_t)(i * z + y) * W + panel * (N * z + GAP) + j * z + x), c, 3);
             }
-    ap_status st = encode(path, pix, W, H, err);
+    ap_status st = ap_png_write_rgb(path, pix, W, H, err);
     free(slot);
     free(pix);
     return st;

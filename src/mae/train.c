@@ -344,28 +344,6 @@ done:
 
 /* ---- log --------------------------------------------------------------------------------- */
 
-/* Keeps the lines of steps up to the checkpoint's (a resumed run writes the
- * later ones again). */
-static ap_status trim_log(const char *path, int64_t step, ap_error *err) {
-    if (!ap_path_exists(path)) return AP_OK;
-    char *data;
-    size_t len;
-    ap_status st = ap_read_file(path, &data, &len, err);
-    if (st) return st;
-    ap_buf keep = {0};
-    for (char *line = data; !st && *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strncmp(line, "{\"step\":", 8) == 0 && strtoll(line + 8, NULL, 10) <= step)
-            st = ap_buf_append(&keep, line, n, err);
-        line += n;
-    }
-    if (!st) st = ap_write_file_atomic(path, keep.data ? keep.data : "", keep.len, err);
-    free(data);
-    ap_buf_free(&keep);
-    return st;
-}
-
 static ap_status log_line(trainer *t, const char *line, ap_error *err) {
     if (fputs(line, t->log) < 0 || fflush(t->log) != 0)
         return ap_fail_errno(err, AP_ERR_IO, "%s: cannot write", t->dir_log);
@@ -427,7 +405,8 @@ static ap_status refuse_existing(const ap_mae_train_options *o, const trainer *t
 }
 
 static ap_status open_log(trainer *t, ap_error *err) {
-    ap_status st = t->o->resume ? trim_log(t->dir_log, t->step, err) : ap_write_file_atomic(t->dir_log, "", 0, err);
+    ap_status st = t->o->resume ? ap_log_keep_steps(t->dir_log, t->step, err)
+                                : ap_write_file_atomic(t->dir_log, "", 0, err);
     if (st) return st;
     if (!(t->log = fopen(t->dir_log, "a"))) return ap_fail_errno(err, AP_ERR_IO, "%s: cannot open", t->dir_log);
     return AP_OK;

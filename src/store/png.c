@@ -83,24 +83,29 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
         }
         for (int z = 1; z < zoom; z++) memcpy(row + z * stride, row, stride);
     }
+    ap_status st = ap_png_write_rgb(path, pix, (int)W, (int)W, err);
+    free(pix);
+    return st;
+}
+
+ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err) {
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
     img.width = (png_uint_32)W;
-    img.height = (png_uint_32)W;
+    img.height = (png_uint_32)H;
     img.format = PNG_FORMAT_RGB;
     png_alloc_size_t size = 0; /* first call: the size; second: the bytes */
     ap_status st = AP_OK;
     void *mem = NULL;
-    if (!png_image_write_to_memory(&img, NULL, &size, 0, pix, (png_int_32)stride, NULL))
+    if (!png_image_write_to_memory(&img, NULL, &size, 0, rgb, 3 * W, NULL))
         st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
     else if (!(mem = ap_malloc(size, err)))
         st = AP_ERR_NOMEM;
-    else if (!png_image_write_to_memory(&img, mem, &size, 0, pix, (png_int_32)stride, NULL))
+    else if (!png_image_write_to_memory(&img, mem, &size, 0, rgb, 3 * W, NULL))
         st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
     if (st == AP_OK) st = ap_write_file_atomic(path, mem, size, err);
     png_image_free(&img);
     free(mem);
-    free(pix);
     return st;
 }
