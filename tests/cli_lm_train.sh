@@ -64,6 +64,27 @@ expect_fail "'lr' differs" "$B" --quiet lm train "${RES[@]}" --lr 5e-3 --out "$T
 expect_fail "pass --resume" "$B" --quiet lm train "${RES[@]}" --out "$T/resumed"
 expect_fail "--fim-split: 'words'" "$B" --quiet lm train "${RES[@]}" --fim-split words --out "$T/x"
 
+# --init-from: a new run from the trained weights starts where that run ended
+# (its first held-out loss near the end of the 300-step run, far below a
+# fresh start's), and a checkpoint of another architecture or tokenizer is refused.
+"$B" --quiet lm train "${COMMON[@]}" --tokens 5120 --lr 1e-3 --eval-every 1 --init-from "$T/run" --out "$T/cont" \
+  >/dev/null 2>"$T/err" || fail "--init-from: $(cat "$T/err")"
+"$PY" - "$T/run/train_log.jsonl" "$T/cont/train_log.jsonl" <<'EOF' || fails=$((fails+1))
+import json, sys
+run, cont = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+print(f"--init-from: first held-out loss {cont[0]['eval_loss']:.3f}; the run it starts from: "
+      f"first {run[0]['eval_loss']:.3f}, last {run[-1]['eval_loss']:.3f}")
+ok = cont[0]["eval_loss"] < run[-1]["eval_loss"] + 0.3 and cont[0]["eval_loss"] < run[0]["eval_loss"] - 1.0
+if not ok: print("FAIL: --init-from did not start from the trained weights")
+sys.exit(0 if ok else 1)
+EOF
+"$B" --quiet tokenizer train "${CORPUS[@]}" --vocab-size 1000 --out "$T/tok1000.json" >/dev/null 2>&1
+expect_fail "architecture" "$B" --quiet lm train "${CORPUS[@]}" --tokenizer "$T/tok1000.json" --config tiny --seq-len 64 \
+  --tokens 512 --init-from "$T/run" --out "$T/x1"
+cp "$T/tok.json" "$T/tok_other.json" && echo >> "$T/tok_other.json"
+expect_fail "is not the tokenizer" "$B" --quiet lm train "${COMMON[@]}" --tokenizer "$T/tok_other.json" --tokens 512 \
+  --init-from "$T/run" --out "$T/x2"
+
 # The checkpoints in apmae lm forward (f32 and bf16).
 "$B" --quiet lm forward --model "$T/run" --text 'public int size() { return count; }' --out "$T/fwd.safetensors" \
   2>"$T/err" || fail "lm forward: $(cat "$T/err")"

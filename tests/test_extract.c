@@ -113,62 +113,32 @@ static void test_balance(void **state) {
     free(sc), free(path);
 }
 
-static pid_t spawn_extract(const char *sc, const char *path) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen("/dev/null", "w", stderr);
-        execl(tu_apmae_bin(), "apmae", "extract", "--model", k_model, "--scenarios", sc, "--out", path, "--dtype",
-              "f32", "--commit-every", "1", "--threads", "1", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
+static char *g_kill_path; /* the store the kill rounds work on */
+
+static void reset_kill_store(void) { free(tu_fresh_store_path("kill.h5")); }
 
 static void test_kill_and_resume(void **state) {
     (void)state;
     enum { LINES = 80 };
     char *sc = write_scenarios("kill.jsonl", LINES, 32, 3);
-    char *ref = tu_tmp_path("kill_ref.h5"), *path = tu_tmp_path("kill.h5");
+    char *ref = tu_fresh_store_path("kill_ref.h5");
+    g_kill_path = tu_fresh_store_path("kill.h5");
+    char *argv_ref[] = {"apmae", "extract", "--model", (char *)k_model, "--scenarios", sc, "--out", ref,
+                        "--dtype", "f32", "--commit-every", "1", "--threads", "1", NULL};
+    char *argv[] = {"apmae", "extract", "--model", (char *)k_model, "--scenarios", sc, "--out", g_kill_path,
+                    "--dtype", "f32", "--commit-every", "1", "--threads", "1", NULL};
     /* The uninterrupted run, timed, so that kills land mid-run however fast
      * this machine's fsync is. */
-    int status;
     double t0 = now_seconds();
-    waitpid(spawn_extract(sc, ref), &status, 0);
+    assert_int_equal(run_apmae(argv_ref), 0);
     double full = now_seconds() - t0;
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    srand((unsigned)time(NULL));
-    int partial = 0; /* kills that left a store between empty and complete */
-    int64_t last = 0;
-    double scale = 1.0;
-    for (int round = 0; round < 16 && partial < 3; round++) {
-        pid_t pid = spawn_extract(sc, path);
-        sleep_seconds(full * scale * (0.1 + 0.6 * (rand() % 1000) / 1000.0));
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        if (WIFEXITED(status)) { /* it finished before the kill: start over, kill sooner */
-            remove(path);
-            last = 0;
-            scale *= 0.5;
-            continue;
-        }
-        ap_store *s;
-        if (ap_store_open(path, AP_STORE_READ, &s, tu_err()) != AP_OK) { /* killed before creating it? */
-            print_message("round %d: %s\n", round, tu_last_error()->msg);
-            continue;
-        }
-        int64_t n = ap_store_count(s);
-        assert_true(n >= last); /* committed samples never disappear */
-        last = n;
-        partial += n > 0 && n < LINES;
-        TU_OK(ap_store_close(s, tu_err()));
-    }
-    assert_true(partial > 0);
-    ap_extract_options o = options(sc, path); /* resume in-process to the end; commit cadence does not change content */
+    assert_true(kill_rounds(argv, g_kill_path, ap_store_count, LINES, full, reset_kill_store) > 0);
+    ap_extract_options o = options(sc, g_kill_path); /* resume in-process; the commit cadence does not change content */
     ap_extract_report rep;
     TU_OK(ap_extract_run(&o, &rep, tu_err()));
     assert_int_equal(rep.stored, LINES);
-    assert_stores_equal(ref, path);
-    free(sc), free(ref), free(path);
+    assert_stores_equal(ref, g_kill_path);
+    free(sc), free(ref), free(g_kill_path);
 }
 
 static void test_bad_scenarios(void **state) {

@@ -54,6 +54,7 @@ typedef struct ap_lm_train_options {
     int64_t stop_after;     /* > 0: stop (with a checkpoint) after this step, as if interrupted */
     uint64_t seed;
     int resume;
+    const char *init_from;  /* a checkpoint of the same architecture and tokenizer to start from, or NULL */
     ap_dtype out_dtype;     /* AP_F32 or AP_BF16 for model.safetensors */
     int progress;
 } ap_lm_train_options;

@@ -28,6 +28,7 @@ static const cli_flag k_train_flags[] = {
     {"--fim-split", "char|boundary", "FIM cut points: any character, or character-class boundaries (default char)", 0},
     {"--fim-chunk", "L", "FIM chunks of a document on their own, L/4..4L tokens log-uniform (default 0: whole pieces)", 0},
     {"--holdout", "R", "share of files held out for the eval loss, by path hash (default 0.01)", 0},
+    {"--init-from", "DIR", "start from this checkpoint's weights (same architecture and tokenizer), not at random", 0},
     {"--eval-every", "STEPS", "held-out evaluation interval (default: 20 per run)", 0},
     {"--eval-batches", "K", "held-out batches per evaluation (default 4)", 0},
     {"--checkpoint-every", "STEPS", "checkpoint interval (default: 20 per run)", 0},
@@ -144,6 +145,7 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
     o.corpus_opt.include = cli_get(a, "--include");
     o.corpus_opt.exclude = cli_get(a, "--exclude");
     o.resume = cli_has(a, "--resume");
+    o.init_from = cli_get(a, "--init-from");
     o.progress = ap_log_get_level() >= AP_LOG_INFO;
     ap_status st;
     if ((st = parse_count(cli_get(a, "--tokens"), "--tokens", &o.tokens, err)) || (st = get_seed(a, &o.seed, err)) ||

@@ -143,6 +143,7 @@ static cJSON *identity_json(const ap_lm_train_options *o, const ap_lm_config *c,
     cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
     cJSON_AddBoolToObject(j, "use_bias", c->use_bias);
     cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tie_word_embeddings);
+    cJSON_AddStringToObject(j, "init_from", o->init_from ? o->init_from : "");
     return j;
 }
 
@@ -375,6 +376,46 @@ static ap_status append_log(const char *path, const char *line, ap_error *err) {
 
 /* ---- the run --------------------------------------------------------------------------------- */
 
+/* The checkpoint's tokenizer.json, if it has one, must be byte for byte the
+ * training tokenizer: the same vocabulary size is not enough. */
+static ap_status same_tokenizer(const char *dir, const char *tok_path, ap_error *err) {
+    char *path = ap_path_join(dir, "tokenizer.json", err), *a = NULL, *b = NULL;
+    if (!path) return AP_ERR_NOMEM;
+    size_t na, nb;
+    ap_status st = AP_OK;
+    if (ap_path_exists(path) && !(st = ap_read_file(path, &a, &na, err)) && !(st = ap_read_file(tok_path, &b, &nb, err)) &&
+        (na != nb || memcmp(a, b, na) != 0))
+        st = ap_fail(err, AP_ERR_ARG, "--init-from: %s is not the tokenizer given with --tokenizer (%s)", path, tok_path);
+    free(path), free(a), free(b);
+    return st;
+}
+
+/* --init-from: the parameters of a checkpoint of the same architecture and
+ * tokenizer (a new run, with its own schedule and optimiser state, that
+ * continues training a model). */
+static ap_status init_from_checkpoint(trainer *t, const ap_lm_config *cfg, ap_error *err) {
+    const char *dir = t->o->init_from;
+    ap_lm *lm;
+    ap_status st = ap_lm_load(dir, &lm, err);
+    if (st) return ap_error_prefix(err, "--init-from");
+    const ap_lm_config *c = &lm->cfg;
+    if (c->vocab_size != cfg->vocab_size || c->hidden_size != cfg->hidden_size ||
+        c->intermediate_size != cfg->intermediate_size || c->num_layers != cfg->num_layers ||
+        c->num_heads != cfg->num_heads || c->num_kv_heads != cfg->num_kv_heads ||
+        c->tie_word_embeddings != cfg->tie_word_embeddings || c->use_bias != cfg->use_bias)
+        st = ap_fail(err, AP_ERR_ARG,
+                     "--init-from %s: its architecture (hidden %d, %d layers, %d heads, %d KV heads, intermediate %d, "
+                     "vocabulary %d) is not the one of --config %s (hidden %d, %d layers, %d heads, %d KV heads, "
+                     "intermediate %d, vocabulary %d)",
+                     dir, c->hidden_size, c->num_layers, c->num_heads, c->num_kv_heads, c->intermediate_size,
+                     c->vocab_size, t->o->config, cfg->hidden_size, cfg->num_layers, cfg->num_heads,
+                     cfg->num_kv_heads, cfg->intermediate_size, cfg->vocab_size);
+    else if (!(st = same_tokenizer(dir, t->tok_path, err)))
+        lmt_params_from_lm(&t->L, lm, t->P);
+    ap_lm_free(lm);
+    return st;
+}
+
 static ap_status setup(trainer *t, ap_error *err) {
     const ap_lm_train_options *o = t->o;
     ap_status st;
@@ -416,6 +457,7 @@ static ap_status setup(trainer *t, ap_error *err) {
         return st;
     if ((st = setup_eval(t, err))) return st;
     if (o->resume) return load_checkpoint(t, err);
+    if (o->init_from) return init_from_checkpoint(t, &cfg, err);
     lmt_layout_init_params(&t->L, t->P, o->seed);
     return AP_OK;
 }
