@@ -5,8 +5,8 @@
 # forward pass, for
 #   * the shipped model models/java-small (6 layers x 8 heads) on scenarios
 #     mined with its own tokenizer, and
-#   * a random-weight model of hidden 1024 x 8 layers x 16 heads (the model
-#     of bench/lm_forward.sh) on scenarios mined with the GPT-2-based
+#   * a random-weight model of hidden 1024 x 8 layers x 16 heads (as in
+#     bench/lm_forward.sh) on scenarios mined with the GPT-2-based
 #     StarCoder2-style tokenizer (bench/mine_bench.sh makes both),
 # N = 256, from the held-out modules of the JDK source archive.
 #   bench/extract.sh [path/to/apmae]     (THREADS=2 SAMPLES=120)
@@ -20,9 +20,10 @@ ZIP=/usr/lib/jvm/openjdk-17/lib/src.zip
 PY=/usr/bin/python3
 mkdir -p "$CACHE"
 
-big=$CACHE/lm1024-bf16
+# bench/lm_forward.sh's model with a vocabulary that covers the tokenizer's 50,295 ids
+big=$CACHE/lm1024-v50304-bf16
 [ -f "$big/model.safetensors" ] || $PY tools/make_random_lm.py --hidden 1024 --layers 8 --heads 16 \
-    --kv-heads 4 --intermediate 4096 --vocab 49152 --tie --dtype bf16 --seed 1 --out "$big" >/dev/null
+    --kv-heads 4 --intermediate 4096 --vocab 50304 --tie --dtype bf16 --seed 1 --out "$big" >/dev/null
 gpt2=$CACHE/sc2_gpt2_tokenizer.json
 [ -f "$gpt2" ] || node tools/make_sc2_style_tokenizer.js "$gpt2" >/dev/null
 

@@ -44,9 +44,9 @@ step "extract: every scenario through the model, patterns into $OUT/store.h5 (re
 "$APMAE" store info "$OUT/store.h5"
 "$APMAE" store export "$OUT/store.h5" --sample 0 --layer 3 --head 0 --out "$OUT/pattern_s0_l3_h0.png"
 
-step "mae train: AP-MAE (small config) on the store's patterns, 150 steps (resumable)"
+step "mae train: AP-MAE (small config) on the store's patterns, 300 steps (resumable)"
 if [ -f "$OUT/mae/train_state.safetensors" ]; then resume=--resume; else resume=; fi
-"$APMAE" mae train --store "$OUT/store.h5" --config small --steps 150 --batch 60 --out "$OUT/mae" $resume
+"$APMAE" mae train --store "$OUT/store.h5" --config small --steps 300 --batch 60 --out "$OUT/mae" $resume
 
 step "mae eval: held-out reconstruction MSE against the mean-patch baseline, with figures"
 "$APMAE" mae eval --model "$OUT/mae" --store "$OUT/store.h5" --by task --figures 2 --out "$OUT/mae_eval"
