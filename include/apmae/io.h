@@ -89,6 +89,13 @@ ap_status ap_st_write(const char *path, const ap_tensor_view *tensors, size_t n,
 
 /* JSON files. */
 ap_status ap_json_load(const char *path, cJSON **out, ap_error *err);
+/* A trainer's checkpoint state for --resume: the safetensors file at path
+ * and the JSON object stored in its metadata under key, refused (naming the
+ * first differing field) unless its "identity" object equals `identity`.
+ * `same_what` ends the message: what the user must keep the same. On
+ * success the caller owns *sf and *state. */
+ap_status ap_train_state_open(const char *path, const char *key, const cJSON *identity, const char *same_what,
+                              ap_safetensors **sf, cJSON **state, ap_error *err);
 /* Typed field access: missing or wrongly typed fields are errors naming the
  * file and the key. *_opt variants keep the default when the key is absent
  * or null. */

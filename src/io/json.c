@@ -155,3 +155,37 @@ ap_status ap_json_save(const char *path, const cJSON *value, ap_error *err) {
     ap_buf_free(&b);
     return st;
 }
+
+/* The first field of a whose value differs in b (or is missing there). */
+static const char *first_difference(const cJSON *a, const cJSON *b) {
+    for (const cJSON *x = a->child; x; x = x->next) {
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
+        if (!y || !cJSON_Compare(x, y, 1)) return x->string;
+    }
+    return NULL;
+}
+
+ap_status ap_train_state_open(const char *path, const char *key, const cJSON *identity, const char *same_what,
+                              ap_safetensors **sf, cJSON **state, ap_error *err) {
+    *sf = NULL;
+    *state = NULL;
+    ap_status st = ap_st_open(path, sf, err);
+    if (st) return ap_error_prefix(err, "--resume");
+    const char *text = ap_st_meta(*sf, key);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    const cJSON *id = j ? cJSON_GetObjectItemCaseSensitive(j, "identity") : NULL;
+    const char *diff = cJSON_IsObject(id) ? first_difference(identity, id) : "identity";
+    if (!j)
+        st = ap_fail(err, AP_ERR_FORMAT, "%s: no training state in its metadata", path);
+    else if (diff)
+        st = ap_fail(err, AP_ERR_ARG, "--resume: '%s' differs from the run that wrote %s; resume with the same %s",
+                     diff, path, same_what);
+    if (st) {
+        cJSON_Delete(j);
+        ap_st_close(*sf);
+        *sf = NULL;
+        return st;
+    }
+    *state = j;
+    return AP_OK;
+}

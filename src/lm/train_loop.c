@@ -300,35 +300,16 @@ static ap_status save_checkpoint(trainer *t, ap_error *err) {
 }
 
 /* Names the first identity field that differs, for the --resume error. */
-static const char *identity_diff(const cJSON *a, const cJSON *b) {
-    for (const cJSON *x = a->child; x; x = x->next) {
-        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
-        if (!y || !cJSON_Compare(x, y, 1)) return x->string;
-    }
-    return NULL;
-}
-
 static ap_status load_checkpoint(trainer *t, ap_error *err) {
     char *path = ap_path_join(t->o->out, STATE_FILE, err);
     if (!path) return AP_ERR_NOMEM;
-    ap_safetensors *st_file = NULL;
-    cJSON *j = NULL;
-    ap_status st = ap_st_open(path, &st_file, err);
+    ap_safetensors *st_file;
+    cJSON *j;
+    ap_status st = ap_train_state_open(path, STATE_KEY, t->identity, "corpus, tokenizer, model and training options",
+                                       &st_file, &j, err);
     if (st) {
-        ap_error_prefix(err, "--resume");
-        goto done;
-    }
-    const char *text = ap_st_meta(st_file, STATE_KEY);
-    if (!text || !(j = cJSON_Parse(text))) {
-        st = ap_fail(err, AP_ERR_FORMAT, "%s: no training state in its metadata", path);
-        goto done;
-    }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "identity");
-    const char *diff = id ? identity_diff(t->identity, id) : "identity";
-    if (diff) {
-        st = ap_fail(err, AP_ERR_ARG, "--resume: '%s' differs from the run that wrote %s; resume with the same "
-                     "corpus, tokenizer, model and training options", diff, path);
-        goto done;
+        free(path);
+        return st;
     }
     int64_t step, epoch, index;
     if ((st = ap_json_int(j, "step", path, &step, err)) || (st = ap_json_int(j, "epoch", path, &epoch, err)) ||

@@ -240,14 +240,6 @@ static ap_status save_checkpoint(trainer *t, ap_error *err) {
 }
 
 /* Names the first identity field that differs, for the --resume error. */
-static const char *identity_diff(const cJSON *a, const cJSON *b) {
-    for (const cJSON *x = a->child; x; x = x->next) {
-        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
-        if (!y || !cJSON_Compare(x, y, 1)) return x->string;
-    }
-    return NULL;
-}
-
 static ap_status load_rng(const cJSON *j, const char *path, ap_rng *r, ap_error *err) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "rng");
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4)
@@ -305,25 +297,10 @@ static ap_status load_tensors(ap_mae_model *m, const ap_safetensors *sf, const c
 
 static ap_status load_checkpoint(trainer *t, ap_error *err) {
     const char *path = t->dir_state;
-    ap_safetensors *sf = NULL;
-    cJSON *j = NULL;
-    ap_status st = ap_st_open(path, &sf, err);
-    if (st) {
-        ap_error_prefix(err, "--resume");
-        goto done;
-    }
-    const char *text = ap_st_meta(sf, STATE_KEY);
-    if (!text || !(j = cJSON_Parse(text))) {
-        st = ap_fail(err, AP_ERR_FORMAT, "%s: no training state in its metadata", path);
-        goto done;
-    }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "identity");
-    const char *diff = cJSON_IsObject(id) ? identity_diff(t->identity, id) : "identity";
-    if (diff) {
-        st = ap_fail(err, AP_ERR_ARG, "--resume: '%s' differs from the run that wrote %s; resume with the same "
-                     "store, config and training options", diff, path);
-        goto done;
-    }
+    ap_safetensors *sf;
+    cJSON *j;
+    ap_status st = ap_train_state_open(path, STATE_KEY, t->identity, "store, config and training options", &sf, &j, err);
+    if (st) return st;
     int64_t step, adam_step;
     if ((st = ap_json_int(j, "step", path, &step, err)) || (st = ap_json_int(j, "adam_step", path, &adam_step, err)))
         goto done;
