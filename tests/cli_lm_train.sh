@@ -49,12 +49,17 @@ sys.exit(0 if ok else 1)
 EOF
 
 # Resume: 40 steps straight vs 20 + resume + 20 (checkpoints every 7 steps too;
-# model.safetensors in bf16, which lm forward must load as well; boundary FIM splits).
-RES=("${COMMON[@]}" --tokens 20480 --checkpoint-every 7 --dtype bf16 --fim-split boundary)
+# model.safetensors in bf16, which lm forward must load as well; boundary FIM splits;
+# --fim-middle-weight too, so the weighted rows go through resume as well)
+RES=("${COMMON[@]}" --tokens 20480 --checkpoint-every 7 --dtype bf16 --fim-split boundary --fim-middle-weight 4)
 "$B" --quiet lm train "${RES[@]}" --out "$T/straight" >/dev/null 2>"$T/err" || fail "straight: $(cat "$T/err")"
 "$B" --quiet lm train "${RES[@]}" --out "$T/resumed" --stop-after 20 >"$T/half.json" 2>"$T/err" \
   || fail "first half: $(cat "$T/err")"
 grep -q '"step":20,' "$T/half.json" || fail "--stop-after 20 did not stop at step 20: $(cat "$T/half.json")"
+# the weight changes the training: without it, step 20 ends elsewhere
+"$B" --quiet lm train "${RES[@]}" --fim-middle-weight 1 --out "$T/unweighted" --stop-after 20 >/dev/null 2>"$T/err" \
+  || fail "unweighted: $(cat "$T/err")"
+cmp -s "$T/unweighted/model.safetensors" "$T/resumed/model.safetensors" && fail "--fim-middle-weight 4 changed nothing"
 "$B" --quiet lm train "${RES[@]}" --out "$T/resumed" --resume >/dev/null 2>"$T/err" || fail "resume: $(cat "$T/err")"
 for f in train_state.safetensors model.safetensors config.json tokenizer.json; do
   cmp -s "$T/straight/$f" "$T/resumed/$f" && echo "resume: $f identical" || fail "resume: $f differs"
@@ -63,6 +68,8 @@ done
 expect_fail "'lr' differs" "$B" --quiet lm train "${RES[@]}" --lr 5e-3 --out "$T/resumed" --resume
 expect_fail "pass --resume" "$B" --quiet lm train "${RES[@]}" --out "$T/resumed"
 expect_fail "--fim-split: 'words'" "$B" --quiet lm train "${RES[@]}" --fim-split words --out "$T/x"
+expect_fail "'fim_middle_weight' differs" "$B" --quiet lm train "${RES[@]}" --fim-middle-weight 2 --out "$T/resumed" --resume
+expect_fail "--fim-middle-weight must be in" "$B" --quiet lm train "${RES[@]}" --fim-middle-weight 0 --out "$T/x"
 
 # --init-from: a new run from the trained weights starts where that run ended
 # (its first held-out loss near the end of the 300-step run, far below a

@@ -301,13 +301,13 @@ static void net_free(net *m) {
 static double net_loss(void *p) {
     net *m = p;
     lmt_forward_d(&m->L, &m->pl, m->cos_t, m->sin_t, m->P, m->A, m->ids);
-    return m->scale * lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL);
+    return m->scale * lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL, NULL);
 }
 
 static void net_grad_d(net *m) {
     memset(m->G, 0, m->L.total * sizeof *m->G);
     lmt_forward_d(&m->L, &m->pl, m->cos_t, m->sin_t, m->P, m->A, m->ids);
-    lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, m->G);
+    lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL, m->G);
     lmt_backward_d(&m->L, &m->pl, m->cos_t, m->sin_t, m->P, m->A, m->ids, m->G);
 }
 
@@ -340,7 +340,15 @@ static void test_model(void **state) {
 
 static double head_loss(void *p) {
     net *m = p;
-    return m->scale * lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL);
+    return m->scale * lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL, NULL);
+}
+
+enum { HEAD_ROWS = 14 }; /* the head tests' batch: 2 sequences of 7 */
+
+/* A tiny model whose final-norm activations are set directly, for the head alone. */
+static void head_case_init(net *m, const ap_lm_config *cfg) {
+    net_init(m, cfg, 2, 7);
+    tu_fill(&g_rng, m->A + m->pl.lnf, (size_t)HEAD_ROWS * cfg->hidden_size, 1.5);
 }
 
 /* The head alone, with chunks that split the batch and ignored targets. */
@@ -348,12 +356,11 @@ static void test_head(void **state) {
     (void)state;
     ap_lm_config cfg = tiny_config(1, 1, 0);
     net m;
-    net_init(&m, &cfg, 2, 7);
-    size_t n = 14, D = (size_t)cfg.hidden_size;
+    head_case_init(&m, &cfg);
+    size_t n = HEAD_ROWS, D = (size_t)cfg.hidden_size;
     double *lnf = m.A + m.pl.lnf;
-    tu_fill(&g_rng, lnf, n * D, 1.5);
     double *dl = tu_dalloc(n * D), *num = tu_dalloc(m.L.total);
-    double loss = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, m.G);
+    double loss = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, NULL, m.G);
     memcpy(dl, m.A + m.pl.d_lnf, n * D * sizeof *dl);
     /* per-row losses: log-sum-exp minus the target logit; 0 where ignored */
     double *logits = tu_dalloc((size_t)cfg.vocab_size);
@@ -380,6 +387,40 @@ static void test_head(void **state) {
     net_free(&m);
 }
 
+static float g_row_weight[HEAD_ROWS];
+
+static double weighted_head_loss(void *p) {
+    net *m = p;
+    lmt_head_d(&m->L, &m->pl, m->P, m->A, m->targets, m->scale, NULL, NULL);
+    double sum = 0;
+    for (int r = 0; r < HEAD_ROWS; r++) sum += g_row_weight[r] * m->A[m->pl.rowloss + r];
+    return m->scale * sum;
+}
+
+/* Row weights (the trainer's --fim-middle-weight) scale each row's gradient
+ * but not the loss it reports. */
+static void test_head_row_weights(void **state) {
+    (void)state;
+    ap_lm_config cfg = tiny_config(1, 1, 0);
+    net m;
+    head_case_init(&m, &cfg);
+    size_t n = HEAD_ROWS, D = (size_t)cfg.hidden_size;
+    for (size_t r = 0; r < n; r++) g_row_weight[r] = r % 3 == 0 ? 5.0f : 1.0f;
+    double plain = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, NULL, NULL);
+    double loss = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, g_row_weight, m.G);
+    assert_true(fabs(loss - plain) < 1e-12 * plain);
+    double *dl = tu_dalloc(n * D), *num = tu_dalloc(n * D);
+    memcpy(dl, m.A + m.pl.d_lnf, n * D * sizeof *dl);
+    tu_numeric_grad(weighted_head_loss, &m, m.A + m.pl.lnf, n * D, H_STEP, num);
+    check("weighted rows d final norm", dl, num, n * D);
+    size_t off = m.L.head, nw = (size_t)cfg.vocab_size * D;
+    double *numw = tu_dalloc(nw);
+    tu_numeric_grad(weighted_head_loss, &m, m.P + off, nw, H_STEP, numw);
+    check("weighted rows d weight", m.G + off, numw, nw);
+    free(dl), free(num), free(numw);
+    net_free(&m);
+}
+
 /* The float code (fast exp, float accumulation) against the double one on
  * the same model: relative error of each tensor's gradient in the 2-norm. */
 static void test_float_matches_double(void **state) {
@@ -393,9 +434,9 @@ static void test_float_matches_double(void **state) {
     for (size_t i = 0; i < m.L.total; i++) m.P[i] = m.Pf[i];
     net_grad_d(&m);
     lmt_forward_f(&m.L, &m.pl, m.cos_t, m.sin_t, m.Pf, m.Af, m.ids);
-    double lf = lmt_head_f(&m.L, &m.pl, m.Pf, m.Af, m.targets, m.scale, m.Gf);
+    double lf = lmt_head_f(&m.L, &m.pl, m.Pf, m.Af, m.targets, m.scale, NULL, m.Gf);
     lmt_backward_f(&m.L, &m.pl, m.cos_t, m.sin_t, m.Pf, m.Af, m.ids, m.Gf);
-    double ld = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, NULL);
+    double ld = lmt_head_d(&m.L, &m.pl, m.P, m.A, m.targets, m.scale, NULL, NULL);
     print_message("  loss float %.9f double %.9f\n", lf * m.scale, ld * m.scale);
     assert_true(fabs(lf - ld) / ld < 1e-5);
     double worst = 0;
@@ -420,7 +461,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_linear),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_gelu),      cmocka_unit_test(test_embedding),
-        cmocka_unit_test(test_head),      cmocka_unit_test(test_model),     cmocka_unit_test(test_float_matches_double),
+        cmocka_unit_test(test_head), cmocka_unit_test(test_head_row_weights), cmocka_unit_test(test_model),     cmocka_unit_test(test_float_matches_double),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

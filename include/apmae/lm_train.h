@@ -47,6 +47,7 @@ typedef struct ap_lm_train_options {
     double fim_rate;        /* share of documents turned into FIM */
     ap_fim_split fim_split;
     int fim_chunk;          /* > 0: documents are cut into chunks of L/4 (at least 8) to 4L tokens (log-uniform), each its own FIM draw */
+    double fim_middle_weight; /* gradient weight of the prediction at <fim_middle> (the middle's first token) */
     double holdout;         /* share of files held out for the eval loss */
     int64_t eval_every;     /* steps; 0: 20 evaluations per run */
     int eval_batches;       /* batches of held-out sequences per evaluation */

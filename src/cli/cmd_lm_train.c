@@ -27,6 +27,7 @@ static const cli_flag k_train_flags[] = {
     {"--fim-rate", "R", "share of documents rewritten as fill-in-the-middle (default 0.5)", 0},
     {"--fim-split", "char|boundary", "FIM cut points: any character, or character-class boundaries (default char)", 0},
     {"--fim-chunk", "L", "FIM chunks of a document on their own, L/4..4L tokens log-uniform (default 0: whole pieces)", 0},
+    {"--fim-middle-weight", "W", "gradient weight of the prediction at <fim_middle>, the middle's first token (default 1)", 0},
     {"--holdout", "R", "share of files held out for the eval loss, by path hash (default 0.01)", 0},
     {"--init-from", "DIR", "start from this checkpoint's weights (same architecture and tokenizer), not at random", 0},
     {"--eval-every", "STEPS", "held-out evaluation interval (default: 20 per run)", 0},
@@ -155,6 +156,7 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
         (st = get_f64(a, "--weight-decay", &o.weight_decay, err)) || (st = get_f64(a, "--clip", &o.clip, err)) ||
         (st = get_f64(a, "--fim-rate", &o.fim_rate, err)) || (st = get_fim_split(a, &o.fim_split, err)) ||
         (st = get_int(a, "--fim-chunk", 0, 65536, &o.fim_chunk, err)) ||
+        (st = get_f64(a, "--fim-middle-weight", &o.fim_middle_weight, err)) ||
         (st = get_f64(a, "--holdout", &o.holdout, err)) ||
         (st = get_i64(a, "--eval-every", &o.eval_every, err)) ||
         (st = get_int(a, "--eval-batches", 1, 10000, &o.eval_batches, err)) ||

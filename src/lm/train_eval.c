@@ -264,7 +264,7 @@ static ap_status eval_corpus(evaluator *e, const ap_lm_eval_options *o, cJSON *o
         }
         if (st || nb == 0 || (st = evaluator_plan(e, nb, N, err))) break;
         lmt_forward_f(&e->L, &e->pl, e->cos_t, e->sin_t, e->P, e->A, inputs);
-        sum += lmt_head_f(&e->L, &e->pl, e->P, e->A, targets, 1.0, NULL);
+        sum += lmt_head_f(&e->L, &e->pl, e->P, e->A, targets, 1.0, NULL, NULL);
         for (int i = 0; i < nb * N; i++) count += targets[i] >= 0;
     }
     if (!st) {
@@ -350,7 +350,7 @@ ap_status ap_lm_train_bench(const ap_lm_config *cfg, int B, int T, int steps, do
         double t0 = ap_now();
         memset(G, 0, np * sizeof *G);
         lmt_forward_f(&L, &pl, cos_t, sin_t, P, A, ids);
-        lmt_head_f(&L, &pl, P, A, tg, 1.0 / (double)n, G);
+        lmt_head_f(&L, &pl, P, A, tg, 1.0 / (double)n, NULL, G);
         lmt_backward_f(&L, &pl, cos_t, sin_t, P, A, ids, G);
         double norm = lmt_grad_norm(G, np);
         if (norm > 1.0) lmt_scale(G, np, (float)(1.0 / norm));

@@ -100,7 +100,7 @@ void lmt_plan_init(lmt_plan *pl, const lmt_layout *L, int B, int T);
     void lmt_forward_##SUF(const lmt_layout *L, const lmt_plan *pl, const float *cos_t, const float *sin_t,       \
                            const R *P, R *A, const int32_t *ids);                                                  \
     double lmt_head_##SUF(const lmt_layout *L, const lmt_plan *pl, const R *P, R *A, const int32_t *targets,      \
-                          double scale, R *G);                                                                     \
+                          double scale, const float *row_weight, R *G);                                            \
     void lmt_backward_##SUF(const lmt_layout *L, const lmt_plan *pl, const float *cos_t, const float *sin_t,      \
                             const R *P, R *A, const int32_t *ids, R *G);                                           \
     void lmt_logits_rows_##SUF(const lmt_layout *L, const lmt_plan *pl, const R *P, const R *A, const int *rows,  \
@@ -110,7 +110,8 @@ void lmt_plan_init(lmt_plan *pl, const lmt_layout *L, int B, int T);
  * tied (or separate) head and cross-entropy over targets [B*T] (-1 = no
  * loss at that position), one chunk of rows at a time; returns the summed
  * loss (per position in A + rowloss). With G it also back-propagates
- * scale * loss: into G (head weight) and A + d_lnf. lmt_backward: the rest
+ * scale * loss, each row's loss times row_weight[r] when row_weight is not
+ * NULL, into G (head weight) and A + d_lnf. lmt_backward: the rest
  * of the backward pass from A + d_lnf, accumulating into G. lmt_logits_rows:
  * logits [nrows, V] of chosen rows after lmt_forward. */
 LMT_DECLARE(float, f)

@@ -29,6 +29,7 @@ void ap_lm_train_options_default(ap_lm_train_options *o) {
     o->beta2 = 0.95;
     o->clip = 1.0;
     o->fim_rate = 0.5;
+    o->fim_middle_weight = 1.0;
     o->holdout = 0.01;
     o->eval_batches = 4;
     o->seed = 1;
@@ -49,6 +50,7 @@ typedef struct trainer {
     lmt_plan pl;
     float *P, *G, *m, *v, *A, *cos_t, *sin_t;
     int32_t *seq, *inputs, *targets;
+    float *row_weight; /* [B*N] with --fim-middle-weight, else NULL */
     int32_t *eval_inputs, *eval_targets; /* [eval_batches][B*N] */
     int eval_count;                       /* batches */
     int64_t steps, warmup, eval_every, ckpt_every, step;
@@ -74,6 +76,7 @@ static void trainer_free(trainer *t) {
     free(t->seq);
     free(t->inputs);
     free(t->targets);
+    free(t->row_weight);
     free(t->eval_inputs);
     free(t->eval_targets);
     cJSON_Delete(t->identity);
@@ -98,6 +101,8 @@ static ap_status check_options(const ap_lm_train_options *o, ap_error *err) {
     if (!(o->fim_rate >= 0 && o->fim_rate <= 1)) return ap_fail(err, AP_ERR_ARG, "--fim-rate must be in [0, 1]");
     if (o->fim_chunk < 0 || (o->fim_chunk > 0 && o->fim_chunk < 8))
         return ap_fail(err, AP_ERR_ARG, "--fim-chunk must be 0 (whole documents) or at least 8 tokens");
+    if (!(o->fim_middle_weight > 0 && o->fim_middle_weight <= 1000))
+        return ap_fail(err, AP_ERR_ARG, "--fim-middle-weight must be in (0, 1000]");
     if (!(o->holdout >= 0 && o->holdout < 1)) return ap_fail(err, AP_ERR_ARG, "--holdout must be in [0, 1)");
     if (o->eval_batches < 1 || o->eval_batches > 10000)
         return ap_fail(err, AP_ERR_ARG, "--eval-batches must be 1..10000");
@@ -129,6 +134,7 @@ static cJSON *identity_json(const ap_lm_train_options *o, const ap_lm_config *c,
     cJSON_AddNumberToObject(j, "fim_rate", o->fim_rate);
     cJSON_AddStringToObject(j, "fim_split", o->fim_split == AP_FIM_SPLIT_BOUNDARY ? "boundary" : "char");
     cJSON_AddNumberToObject(j, "fim_chunk", o->fim_chunk);
+    cJSON_AddNumberToObject(j, "fim_middle_weight", o->fim_middle_weight);
     cJSON_AddNumberToObject(j, "holdout", o->holdout);
     snprintf(hex, sizeof hex, "%llu", (unsigned long long)o->seed);
     cJSON_AddStringToObject(j, "seed", hex);
@@ -178,6 +184,8 @@ static ap_status setup_model(trainer *t, const ap_lm_config *cfg, ap_error *err)
     t->inputs = ap_malloc(n * sizeof *t->inputs, err);
     t->targets = ap_malloc(n * sizeof *t->targets, err);
     if (!t->cos_t || !t->sin_t || !t->seq || !t->inputs || !t->targets) return AP_ERR_NOMEM;
+    if (o->fim_middle_weight != 1.0 && !(t->row_weight = ap_malloc(n * sizeof *t->row_weight, err)))
+        return AP_ERR_NOMEM;
     lm_rope_tables(t->cos_t, t->sin_t, o->seq_len, cfg->head_dim, cfg->rope_theta);
     return AP_OK;
 }
@@ -227,7 +235,7 @@ static double eval_loss(trainer *t) {
     for (int i = 0; i < t->eval_count; i++) {
         const int32_t *tg = t->eval_targets + i * per;
         lmt_forward_f(&t->L, &t->pl, t->cos_t, t->sin_t, t->P, t->A, t->eval_inputs + i * per);
-        sum += lmt_head_f(&t->L, &t->pl, t->P, t->A, tg, 1.0, NULL);
+        sum += lmt_head_f(&t->L, &t->pl, t->P, t->A, tg, 1.0, NULL, NULL);
         for (size_t j = 0; j < per; j++) count += tg[j] >= 0;
     }
     return count ? sum / (double)count : NAN;
@@ -239,8 +247,13 @@ static double train_step(trainer *t, int count, double lr, double *gnorm) {
     const ap_lm_train_options *o = t->o;
     double scale = 1.0 / (count > 0 ? count : 1);
     memset(t->G, 0, t->L.total * sizeof *t->G);
+    if (t->row_weight) {
+        size_t n = (size_t)o->batch * o->seq_len;
+        for (size_t i = 0; i < n; i++)
+            t->row_weight[i] = t->inputs[i] == t->sp.fim_middle ? (float)o->fim_middle_weight : 1.0f;
+    }
     lmt_forward_f(&t->L, &t->pl, t->cos_t, t->sin_t, t->P, t->A, t->inputs);
-    double loss = lmt_head_f(&t->L, &t->pl, t->P, t->A, t->targets, scale, t->G) * scale;
+    double loss = lmt_head_f(&t->L, &t->pl, t->P, t->A, t->targets, scale, t->row_weight, t->G) * scale;
     lmt_backward_f(&t->L, &t->pl, t->cos_t, t->sin_t, t->P, t->A, t->inputs, t->G);
     *gnorm = lmt_grad_norm(t->G, t->L.total);
     /* torch.nn.utils.clip_grad_norm_ */
