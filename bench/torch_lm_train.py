@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch peer of the LM training benchmark: the StarCoder2 architecture
-(SPEC §3) as an eager torch.nn model, trained in float32 on random tokens
+(docs/lm.md) as an eager torch.nn model, trained in float32 on random tokens
 with what `apmae lm train` does per step: forward, cross-entropy, backward,
 gradient clipping at 1.0 and AdamW (betas 0.9/0.95, weight decay on
 matrices). Same shapes as `apmae lm train-bench`.

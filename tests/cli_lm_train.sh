@@ -141,7 +141,7 @@ if cfg["model_type"] != "starcoder2" or cfg["tie_word_embeddings"] is not True:
     bad("config.json is not a tied starcoder2 config")
 tensors, _ = safetensors_io.load(f"{t}/run/model.safetensors")
 if "lm_head.weight" in tensors or "model.layers.1.mlp.c_proj.bias" not in tensors:
-    bad("tensor names are not SPEC §3's (tied: no lm_head.weight)")
+    bad("tensor names are not docs/lm.md's (tied: no lm_head.weight)")
 for name, model in (("fwd", m), ("fwd16", StarCoder2.load(f"{t}/resumed"))):
     out, _ = safetensors_io.load(f"{t}/{name}.safetensors")
     ids = out["input_ids"][1]

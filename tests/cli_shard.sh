@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sharded extraction from the command line (SPEC §10): --shard 0/2 and 1/2
+# Sharded extraction from the command line (docs/store.md): --shard 0/2 and 1/2
 # merged with `store merge`, and `mpirun -n 2 apmae extract`, each compared
 # dataset by dataset (h5py) with the single-process store; merge refusals.
 # The mpirun part is skipped, with a message, when mpirun is absent.

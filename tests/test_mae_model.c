@@ -147,7 +147,7 @@ static void test_rng(void **state) {
     for (int i = 0; i < 10; i++) assert_true(ap_rng_next(&a) == ap_rng_next(&b));
 }
 
-/* Tensor names and shapes of SPEC §7; initial values as SPEC §7 says. */
+/* Tensor names and shapes of docs/mae.md; initial values as docs/mae.md says. */
 static void test_layout_and_init(void **state) {
     (void)state;
     ap_mae_config c = {32, 8, 0.5, 24, 2, 2, 8, 32, 16, 1, 2, 8, 32, 1e-12, 0, AP_MAE_SCALER_LOG_NORMALIZE};

@@ -93,7 +93,7 @@ static void test_generics(void **state) {
           TEXTS("<", ">", "<", "<", "<=", ">"));
     CHECK(AP_TASK_BOOLEAN_OPERATORS, 5, SPANS({146, 148}, {151, 153}, {154, 155}, {158, 160}, {164, 166}),
           TEXTS("!=", "&&", "!", "==", "||"));
-    /* >>>= is found as the >>= inside it (the SPEC's alternation has no >>>=). */
+    /* >>>= is found as the >>= inside it (the published alternation has no >>>=). */
     CHECK(AP_TASK_ASSIGNMENT_OPERATORS, 2, SPANS({99, 102}, {116, 119}), TEXTS(">>=", "<<="));
     CHECK(AP_TASK_STOP, 2, SPANS({187, 188}, {202, 203}), TEXTS(".", "."));
     free_out(out);
@@ -115,7 +115,7 @@ static void test_literals(void **state) {
     find_all(text, len, AP_COMPAT_DEFAULT, out);
     CHECK(AP_TASK_STRING_LITERALS, 4, SPANS({27, 35}, {50, 54}, {69, 72}, {89, 125}),
           TEXTS("\"a\\\"b\\\\\"", "'\\''", "'x'", "\"\"\"\n        text \"block\"\n        \"\"\""));
-    /* Octal 017 and hex float 0x1p3 are not among the SPEC's four kinds. */
+    /* Octal 017 and hex float 0x1p3 are not among the four literal kinds mined. */
     CHECK(AP_TASK_NUMERIC_LITERALS, 5, SPANS({140, 144}, {147, 153}, {156, 166}, {175, 181}, {184, 187}),
           TEXTS("0xFF", "0b1010", "1_000_000L", "3.5e-2", ".5f"));
     CHECK(AP_TASK_BOOLEAN_LITERALS, 2, SPANS({213, 217}, {221, 226}), TEXTS("true", "false"));
@@ -149,7 +149,7 @@ static void test_unicode_crlf(void **state) {
           TEXTS("Caf\xc3\xa9", "\xc3\xa9t\xc3\xa9", "\xce\xbbx", "\xc3\xa9t\xc3\xa9", "\xce\xbbx", "$if", "if\xc3\xa9"));
     CHECK(AP_TASK_FUNCTION_NAME, 1, SPANS({44, 47}), TEXTS("\xce\xbbx"));
     CHECK(AP_TASK_FUNCTION_CALL, 1, SPANS({67, 70}), TEXTS("\xce\xbbx"));
-    /* ";\r\n" is not the SPEC's ";\n". */
+    /* ";\r\n" is not the task's ";\n". */
     CHECK(AP_TASK_EOL, 0, SPANS({0, 0}), TEXTS(""));
     CHECK(AP_TASK_CLOSING_BRACKET, 5, SPANS({48, 49}, {65, 66}, {71, 72}, {74, 75}, {98, 99}),
           TEXTS(")", ")", ")", "}", "}"));

@@ -1,4 +1,4 @@
-/* Sharded extraction (SPEC §10): the shards of a run merged back equal the
+/* Sharded extraction (docs/store.md): the shards of a run merged back equal the
  * single-process store sample for sample (patterns, records, embeddings),
  * per-task quotas are split across the shards, and merging refuses
  * missing, doubled, incomplete or mismatched shards, naming them. */

@@ -1,9 +1,9 @@
-"""An independent PyTorch implementation of AP-MAE, written from SPEC §7 only:
+"""An independent PyTorch implementation of AP-MAE, written from docs/mae.md only:
 the oracle the C model is checked against (tests/fixtures/mae, tools/
 check_mae_checkpoint.py) and the peer of the training benchmark.
 
 Module names follow the released checkpoints' tensor names, so
-`state_dict()` keys are exactly those of SPEC §7 and a checkpoint directory
+`state_dict()` keys are exactly those of docs/mae.md and a checkpoint directory
 written by `apmae mae` loads with load_state_dict(strict=True).
 
     model = APMAE(config_dict)
@@ -34,7 +34,7 @@ def load_config(path):
 
 
 def scale(patterns, cfg):
-    """The scaler of SPEC §7 over [B, N, N] probabilities (any float dtype)."""
+    """The scaler of docs/mae.md over [B, N, N] probabilities (any float dtype)."""
     kind = cfg.get("attention_scaler") or "log_normalize"
     P = patterns
     if kind == "none":
@@ -147,7 +147,7 @@ class APMAE(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """SPEC §7: Linear Xavier-uniform / bias 0.01, LayerNorm 1/0, pos N(0,1),
+        """docs/mae.md: Linear Xavier-uniform / bias 0.01, LayerNorm 1/0, pos N(0,1),
         cls 0, mask token N(0,1)."""
         for mod in self.modules():
             if isinstance(mod, nn.Linear):
@@ -199,7 +199,7 @@ class APMAE(nn.Module):
         return loss, pred
 
     def encode(self, scaled, compat="default"):
-        """-> (cls [B, D], mean [B, D]) of SPEC §7's encoding."""
+        """-> (cls [B, D], mean [B, D]) of docs/mae.md's encoding."""
         patches = self.patches(scaled)
         B = patches.shape[0]
         ids = list(range(self.g * self.g)) if compat == "reference" else self.tril

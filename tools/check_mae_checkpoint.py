@@ -1,6 +1,6 @@
 """Checks that a checkpoint written by `apmae mae init` loads into the PyTorch
 AP-MAE of tools/ap_mae_ref.py with load_state_dict(strict=True), that its
-initialisation is the one of SPEC §7, and that `apmae mae forward` agrees
+initialisation is the one of docs/mae.md, and that `apmae mae forward` agrees
 with PyTorch (float64) on scaled, loss, pred, cls and mean in both modes.
 
     /usr/bin/python3 tools/check_mae_checkpoint.py --apmae build/bin/apmae --workdir DIR [--config FILE]
@@ -35,7 +35,7 @@ def fail(msg):
 
 
 def check_init(model):
-    """SPEC §7: Linear Xavier-uniform / 0.01, LayerNorm 1/0, pos and mask N(0,1), cls 0."""
+    """docs/mae.md: Linear Xavier-uniform / 0.01, LayerNorm 1/0, pos and mask N(0,1), cls 0."""
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear):
             fan_out, fan_in = mod.weight.shape
@@ -54,7 +54,7 @@ def check_init(model):
     allv = torch.cat([t.detach().flatten() for t in normals])
     if abs(allv.mean().item()) > 0.1 or abs(allv.std().item() - 1) > 0.1:
         fail(f"pos tables / mask token are not N(0,1): mean {allv.mean():.3f} std {allv.std():.3f}")
-    print("check_mae_checkpoint: init as SPEC §7 (Xavier-uniform, 0.01, LayerNorm 1/0, N(0,1), cls 0): ok")
+    print("check_mae_checkpoint: init as docs/mae.md (Xavier-uniform, 0.01, LayerNorm 1/0, N(0,1), cls 0): ok")
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Independent PyTorch reference of the StarCoder2 language model (SPEC §3),
+"""Independent PyTorch reference of the StarCoder2 language model (docs/lm.md),
 written from the specification alone: plain eager PyTorch, no `transformers`.
 
     model = StarCoder2.load("path/to/checkpoint")      # config.json + safetensors

@@ -1,6 +1,6 @@
 /* apmae/extract.h — run the LM over mined scenarios and keep, per scenario,
  * whether its first predicted token is right and every head's attention
- * pattern, in a pattern store (SPEC §5). Resumable: a run that is killed and
+ * pattern, in a pattern store (docs/store.md). Resumable: a run that is killed and
  * started again with the same options continues where its last commit left
  * off, with no duplicate and no gap. */
 #ifndef APMAE_EXTRACT_H
@@ -68,7 +68,7 @@ char *ap_shard_path(const char *store_path, int index, int count, ap_error *err)
  * offending shard. The store appears at out_path only once complete. */
 ap_status ap_extract_merge(const char *out_path, const char *const *shards, size_t n, int64_t *samples, ap_error *err);
 
-/* ---- AP-MAE encoding of patterns (SPEC §7 "Encoding") ---- */
+/* ---- AP-MAE encoding of patterns (docs/mae.md "Encoding") ---- */
 
 typedef struct ap_embedder ap_embedder;
 /* Load the AP-MAE checkpoint in dir; batch: patterns per encoder call

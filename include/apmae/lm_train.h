@@ -1,5 +1,5 @@
 /* apmae/lm_train.h — training a small model of the StarCoder2 architecture
- * (SPEC §3) on Java code, and evaluating it.
+ * (docs/lm.md) on Java code, and evaluating it.
  *
  * Training reads a corpus (apmae/mine.h), packs its documents into sequences
  * of N+1 tokens separated by <|endoftext|>, turns half of the documents of

@@ -1,5 +1,5 @@
 /* apmae/mae.h — AP-MAE, the masked autoencoder over attention patterns
- * (SPEC §7): config, parameters (Hugging Face tensor names), scaler, masked
+ * (docs/mae.md): config, parameters (Hugging Face tensor names), scaler, masked
  * forward with its MSE loss, encoding (cls / mean), backward and AdamW.
  *
  * Shapes: a pattern is N×N float32 (N = max_length), row-major. Patch k of
@@ -18,7 +18,7 @@ typedef enum ap_mae_scaler {
     AP_MAE_SCALER_LOG
 } ap_mae_scaler;
 
-/* The config.json fields of SPEC §7 (hidden_act is always "gelu", the exact
+/* The config.json fields of docs/mae.md (hidden_act is always "gelu", the exact
  * erf form) plus the scaler, saved as "attention_scaler". */
 typedef struct ap_mae_config {
     int max_length, patch_size;
@@ -30,7 +30,7 @@ typedef struct ap_mae_config {
     ap_mae_scaler scaler;
 } ap_mae_config;
 
-/* "tiny" and "paper" (SPEC §7 table) and "small" (N 256, p 32, 128-wide,
+/* "tiny" and "paper" (docs/mae.md table) and "small" (N 256, p 32, 128-wide,
  * 4 encoder and 2 decoder layers: trains in minutes on two cores). */
 ap_status ap_mae_config_builtin(const char *name, ap_mae_config *cfg, ap_error *err);
 /* path: a config.json or a directory holding one. Validated. */
@@ -52,7 +52,7 @@ typedef struct ap_mae_work ap_mae_work; /* layout, activations (src/mae/internal
 typedef struct ap_mae_model {
     ap_mae_config cfg;
     /* --compat reference: the published code's decoder slots and encoding
-     * (SPEC §7). Not part of the checkpoint; set by the caller. */
+     * (docs/mae.md). Not part of the checkpoint; set by the caller. */
     int compat_reference;
     float *params; /* all tensors in one block, in ap_mae_tensor order */
     size_t nparams;
@@ -61,7 +61,7 @@ typedef struct ap_mae_model {
     ap_mae_work *work;
 } ap_mae_model;
 
-/* A model initialised as SPEC §7 says, from seed. */
+/* A model initialised as docs/mae.md says, from seed. */
 ap_status ap_mae_new(const ap_mae_config *cfg, uint64_t seed, ap_mae_model **out, ap_error *err);
 /* dir: config.json + model.safetensors. A missing tensor or a wrong shape is
  * an error naming the tensor and the file. */

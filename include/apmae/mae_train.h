@@ -1,5 +1,5 @@
 /* apmae/mae_train.h — training AP-MAE over a pattern store and evaluating
- * it (SPEC §7; docs/mae.md).
+ * it (docs/mae.md; docs/mae.md).
  *
  * The held-out split is by sample: a sample is held out when a hash of its
  * scenario id and the seed falls below the held-out rate, so every pattern of
@@ -8,7 +8,7 @@
  * (sample, layer, head) patterns chosen by the head selection are shuffled
  * with the seed and read from the store on demand.
  *
- * A training directory holds config.json + model.safetensors (the SPEC §7
+ * A training directory holds config.json + model.safetensors (the docs/mae.md
  * checkpoint, loadable by ap_mae_load), train_state.safetensors (parameters,
  * AdamW moments, step, random and data-order state, and the options that
  * identify the run; --resume continues from it bit for bit), train_args.json
@@ -121,7 +121,7 @@ typedef struct ap_mae_eval_options {
  * (cJSON_Delete). */
 ap_status ap_mae_eval(const ap_mae_eval_options *o, cJSON **out, ap_error *err);
 
-/* The 4-panel figure of SPEC §7 as a PNG: the scaled pattern, the visible
+/* The 4-panel figure of docs/mae.md as a PNG: the scaled pattern, the visible
  * input (masked patches grey), the predicted masked patches alone, and
  * visible + predicted; pred [M,p²] in the order of masked. Colours: the
  * viridis map over the scaled pattern's range; above the diagonal white.

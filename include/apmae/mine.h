@@ -1,4 +1,4 @@
-/* apmae/mine.h — mining fill-in-the-middle scenarios from Java code (SPEC §4).
+/* apmae/mine.h — mining fill-in-the-middle scenarios from Java code (docs/mining.md).
  *
  * Four layers, each usable on its own:
  *   corpus   — one streaming reader over a directory tree, a .zip/.tar[.gz|.xz|
@@ -19,7 +19,7 @@
 
 /* ---- tasks ---------------------------------------------------------------- */
 
-/* In SPEC §4 order, which is also the order of the output file. */
+/* In docs/mining.md order, which is also the order of the output file. */
 typedef enum ap_task {
     AP_TASK_IDENTIFIERS,
     AP_TASK_STRING_LITERALS,
@@ -50,7 +50,7 @@ int ap_task_is_regex(ap_task t);
  * AP_ERR_ARG error that lists the valid names. */
 ap_status ap_task_parse_list(const char *s, int selected[AP_TASK_COUNT], ap_error *err);
 
-/* Regex behaviour (SPEC §4): AP_COMPAT_DEFAULT matches keywords only as whole
+/* Regex behaviour (docs/mining.md): AP_COMPAT_DEFAULT matches keywords only as whole
  * words and has no backslash operator; AP_COMPAT_REFERENCE reproduces the
  * published regexes (keywords inside identifiers, `\` as an operator). */
 typedef enum ap_compat { AP_COMPAT_DEFAULT, AP_COMPAT_REFERENCE } ap_compat;

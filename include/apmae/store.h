@@ -1,4 +1,4 @@
-/* apmae/store.h — the attention-pattern store (SPEC §6): one HDF5 file,
+/* apmae/store.h — the attention-pattern store (docs/store.md): one HDF5 file,
  * sample-major, that extraction appends to and training and analysis read.
  * The layout is documented in docs/store.md so h5py users can read it.
  *
@@ -65,7 +65,7 @@ typedef struct ap_store_meta {
  * the store and stay valid until the next ap_store_append or close. */
 typedef struct ap_store_sample {
     const char *id;     /* scenario id, unique within a store */
-    const char *task;   /* task name (SPEC §4) */
+    const char *task;   /* task name (docs/mining.md) */
     const char *source; /* source file id; may be "" */
     int64_t start, end; /* byte span of the target in the source */
     int32_t label_id;   /* first target token id; -1 for noise scenarios */
@@ -142,7 +142,7 @@ ap_status ap_store_read_patterns(ap_store *s, int64_t i, float *out, ap_error *e
  * correctness (-1 = any, 0, 1). *idx is malloc'ed (NULL when *n is 0). */
 ap_status ap_store_filter(const ap_store *s, const char *task, int correct, int64_t **idx, size_t *n, ap_error *err);
 
-/* ---- AP-MAE embeddings (SPEC §6, §7 "Encoding") ----
+/* ---- AP-MAE embeddings (docs/store.md, docs/mae.md "Encoding") ----
  *
  * /embeddings/cls and /embeddings/mean, [E, L, H, D] float32: the encoder's
  * cls slot and mean of slots for every pattern of samples 0..E-1 (E <= the
@@ -155,7 +155,7 @@ typedef struct ap_store_embed_info {
     const char *model_config; /* its config.json text */
     const char *model_hash;   /* 16 hex digits: hash of its parameters, which identifies the weights */
     int dim;                  /* D: encoder_dim */
-    int compat_reference;     /* encoded with --compat reference (SPEC §7) */
+    int compat_reference;     /* encoded with --compat reference (docs/mae.md) */
 } ap_store_embed_info;
 
 /* Start (or continue) a store's embeddings: creates /embeddings with info's
@@ -191,7 +191,7 @@ typedef struct ap_store_size {
 } ap_store_size;
 ap_status ap_store_size_of(ap_store *s, ap_store_size *out, ap_error *err);
 
-/* Head selection for training batches (SPEC §5): "all", or "layerwise:q"
+/* Head selection for training batches (docs/store.md): "all", or "layerwise:q"
  * with q heads drawn per layer — q an integer count ("layerwise:4") or a
  * fraction of the heads with a decimal point ("layerwise:0.25", rounded to
  * the nearest count, at least 1). */

@@ -23,7 +23,7 @@ static const cli_flag k_flags[] = {
     {"--embed-with", "MAE_DIR", "encode each kept sample's patterns with this AP-MAE as it is extracted", 0},
     {"--embeddings-only", NULL, "with --embed-with: keep only the embeddings, no patterns (streaming mode)", 0},
     {"--embed-batch", "B", "patterns per AP-MAE batch (default 64)", 0},
-    {"--compat", "default|reference", "the AP-MAE's encoding: reference = the published code's (SPEC §7)", 0},
+    {"--compat", "default|reference", "the AP-MAE's encoding: reference = the published code's (docs/mae.md)", 0},
     {NULL, NULL, NULL, 0},
 };
 static const cli_spec k_spec = {

@@ -16,7 +16,7 @@ static const cli_flag k_init_flags[] = {
 };
 static const cli_spec k_init_spec = {
     "apmae mae init --config tiny|paper|small|FILE [--seed S] --out DIR",
-    "Write a randomly initialised AP-MAE checkpoint (SPEC §7 initialisation).",
+    "Write a randomly initialised AP-MAE checkpoint (docs/mae.md initialisation).",
     k_init_flags,
 };
 

@@ -1,4 +1,4 @@
-/* apmae mine: FIM scenarios from a Java corpus (SPEC §4, docs/mining.md). */
+/* apmae mine: FIM scenarios from a Java corpus (docs/mining.md, docs/mining.md). */
 #include "cli.h"
 
 #include <stdlib.h>

@@ -40,7 +40,7 @@ static const cli_spec k_export = {
 static const cli_flag k_embed_flags[] = {
     {"--model", "MAE_DIR", "AP-MAE checkpoint (config.json, model.safetensors); its max_length must be the store's N", 1},
     {"--batch", "B", "patterns per AP-MAE batch (default 64)", 0},
-    {"--compat", "default|reference", "reference: the published code's encoding (SPEC §7)", 0},
+    {"--compat", "default|reference", "reference: the published code's encoding (docs/mae.md)", 0},
     {"--commit-every", "K", "commit at least every K samples (default 64; also every 2 s)", 0},
     {NULL, NULL, NULL, 0},
 };

@@ -1,4 +1,4 @@
-/* Extraction (SPEC §5): the LM over every scenario, correctness and
+/* Extraction (docs/store.md): the LM over every scenario, correctness and
  * last-position statistics, every head's pattern into the store. The store's
  * cursor counts the scenario lines handled, so a rerun skips exactly those. */
 #include "apmae/extract.h"

@@ -1,4 +1,4 @@
-/* Shards of an extraction (SPEC §10): naming, and merging them back into
+/* Shards of an extraction (docs/store.md): naming, and merging them back into
  * the one store a single process would have written. Shard K of R holds the
  * scenarios whose index i has i % R == K, in file order, each sample
  * recording its index; the merge interleaves them by that index, copying

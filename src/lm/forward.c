@@ -1,4 +1,4 @@
-/* The StarCoder2 forward pass (SPEC §3) over one sequence, float32
+/* The StarCoder2 forward pass (docs/lm.md) over one sequence, float32
  * arithmetic on weights of any stored float dtype. */
 #include "apmae/lm.h"
 #include "kernels.h"

@@ -28,7 +28,7 @@ typedef struct lmt_layer {
 typedef enum lmt_init { LMT_INIT_NORMAL, LMT_INIT_RESIDUAL, LMT_INIT_ZERO, LMT_INIT_ONE } lmt_init;
 
 typedef struct lmt_tensor {
-    char name[80];     /* the Hugging Face name (SPEC §3) */
+    char name[80];     /* the Hugging Face name (docs/lm.md) */
     int ndim;
     int64_t shape[2];
     size_t offset, numel;
@@ -135,7 +135,7 @@ void lmt_scale(float *G, size_t n, float s);
 double lmt_lr_at(int64_t step, int64_t total, int64_t warmup, double lr, double min_ratio);
 
 /* Writes dir/config.json (model_type starcoder2) and dir/model.safetensors
- * (the SPEC §3 names, lm_head.weight only when untied) in dtype. */
+ * (the docs/lm.md names, lm_head.weight only when untied) in dtype. */
 ap_status lmt_export_hf(const lmt_layout *L, const float *P, ap_dtype dtype, const char *dir, ap_error *err);
 ap_status lmt_config_to_json(const ap_lm_config *cfg, ap_dtype dtype, const char *path, ap_error *err);
 

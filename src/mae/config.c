@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* mask_ratio is not in the SPEC table; 0.75 is the MAE value the published
+/* mask_ratio is not in the published config table; 0.75 is the MAE value the published
  * model family inherits. */
 static const struct {
     const char *name;

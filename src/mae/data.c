@@ -1,4 +1,4 @@
-/* AP-MAE inputs: the scalers of SPEC §7 and the patch masks. */
+/* AP-MAE inputs: the scalers of docs/mae.md and the patch masks. */
 #include "apmae/mae.h"
 
 #include <math.h>

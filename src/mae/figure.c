@@ -1,4 +1,4 @@
-/* The 4-panel reconstruction figure of SPEC §7 as a PNG (libpng's
+/* The 4-panel reconstruction figure of docs/mae.md as a PNG (libpng's
  * simplified API), coloured with the store's viridis map. */
 #include "apmae/mae_train.h"
 

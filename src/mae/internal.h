@@ -42,7 +42,7 @@ typedef struct mae_layout {
 
 ap_status mae_layout_init(mae_layout *L, const ap_mae_config *cfg, ap_error *err);
 void mae_layout_free(mae_layout *L);
-/* SPEC §7 initialisation of a float parameter block. */
+/* docs/mae.md initialisation of a float parameter block. */
 void mae_layout_init_params(const mae_layout *L, float *P, ap_rng *rng);
 
 /* Activation offsets of one transformer for a sequence of S tokens. Per-layer

@@ -1,5 +1,5 @@
-/* The parameter layout of AP-MAE (tensor names, shapes and offsets of SPEC
- * §7, in checkpoint order), its initialisation, and the activation plan. */
+/* The parameter layout of AP-MAE (tensor names, shapes and offsets of
+ * docs/mae.md, in checkpoint order), its initialisation, and the activation plan. */
 #include "internal.h"
 
 #include <math.h>

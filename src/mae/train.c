@@ -2,8 +2,8 @@
  * time (tasks in turn), AdamW under the cosine schedule restarting every
  * epoch, a held-out loss on fixed patterns and masks, progress, a JSONL log,
  * and checkpoints (train_state.safetensors: parameters, AdamW moments, step,
- * mask RNG and each task's data position, written atomically; then the SPEC
- * §7 checkpoint) from which --resume continues bit for bit. */
+ * mask RNG and each task's data position, written atomically; then the checkpoint
+ * of docs/mae.md) from which --resume continues bit for bit. */
 #include "internal.h"
 #include "train_internal.h"
 

@@ -1,4 +1,4 @@
-/* The mining tasks of SPEC §4: names, selection lists and the regexes. */
+/* The mining tasks of docs/mining.md: names, selection lists and the regexes. */
 #include "apmae/mine.h"
 
 #include <stdlib.h>
@@ -56,7 +56,7 @@ ap_status ap_task_parse_list(const char *s, int selected[AP_TASK_COUNT], ap_erro
     return AP_OK;
 }
 
-/* Keywords in SPEC §4 order ("throws" before "throw" so that the unbounded
+/* Keywords in docs/mining.md order ("throws" before "throw" so that the unbounded
  * reference alternation takes the longer word). */
 #define KEYWORDS                                                                                              \
     "abstract|assert|break|case|catch|continue|default|do|else|enum|exports|extends|final|finally|for|if|" \

@@ -1,4 +1,4 @@
-/* Head selection for training batches (SPEC §5): "all" or "layerwise:q". */
+/* Head selection for training batches (docs/store.md): "all" or "layerwise:q". */
 #include "apmae/store.h"
 
 #include <math.h>
