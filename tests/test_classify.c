@@ -209,6 +209,7 @@ static void test_planted_head_found(void **state) {
     p.folds = 3;
     p.repeats = 1;
     p.gbt.nthread = 1;
+    p.gbt.max_rounds = 150; /* separable data: early stopping never ends it */
     ap_classify_result r;
     TU_OK(ap_classify(x, y, mp, n, PL, PH, &p, NULL, NULL, &r, tu_err()));
     assert_string_equal(r.skipped, "");
@@ -234,6 +235,9 @@ static void test_planted_head_found(void **state) {
     /* the confidence is noise here: its baseline stays near chance */
     assert_true(r.has_cv && r.cv.folds == 3 && r.cv.repeats == 1);
     assert_true(r.cv.mean >= 0.97 && r.cv.confidence_mean < 0.65 && r.cv.wins == 3);
+    /* the folds' SHAP (every sample once) agrees on the planted head */
+    assert_true(r.cv.heads[0].layer == 1 && r.cv.heads[0].head == 2);
+    assert_true(r.cv.heads[0].mean_abs > 5 * r.cv.heads[1].mean_abs && r.cv.shap_sum_error < 1e-4);
     assert_true(r.best_iteration >= 0 && r.rounds > r.best_iteration);
     check_head_map(&r, 1, 2);
     ap_classify_result_free(&r);
@@ -250,7 +254,7 @@ static void test_chance_when_independent(void **state) {
     ap_classify_params p;
     ap_classify_params_default(&p);
     p.folds = 5;
-    p.repeats = 2;
+    p.repeats = 1;
     p.gbt.nthread = 1;
     ap_classify_result r;
     TU_OK(ap_classify(x, y, mp, n, PL, PH, &p, NULL, NULL, &r, tu_err()));

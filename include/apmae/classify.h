@@ -101,6 +101,11 @@ typedef struct ap_cv_result {
     double majority_mean, confidence_mean;
     double gain_mean, gain_sd;        /* per fold: accuracy - the confidence baseline's */
     int wins, losses;                 /* folds where the model beat / lost to the confidence baseline */
+    /* SHAP per head over every fold's model on its held-out fold: each
+     * sample counted once per repeat (n*R contributions per head), ranked
+     * like ap_classify_result.heads; [nheads]. */
+    ap_head_shap *heads;
+    double shap_sum_error;
 } ap_cv_result;
 
 typedef struct ap_classify_result {

@@ -101,43 +101,62 @@ static int by_mean_abs(const void *a, const void *b) {
     return x->head - y->head;
 }
 
-/* SHAP per head over the test rows, ranked; and how far each row's
- * contributions are from its margin. */
-static ap_status shap_heads(ap_gbt *m, const dataset *d, const int64_t *test, int64_t nte, int H,
-                            ap_classify_result *out, ap_error *err) {
+/* Sums of the SHAP figures per head over the samples seen so far. */
+typedef struct shap_sums {
+    int F;
+    int64_t samples;
+    double *pos, *neg, *abs; /* [F] each, one block */
+    double max_sum_error;    /* largest |sum of a sample's contributions - its margin| */
+} shap_sums;
+
+static ap_status shap_sums_init(shap_sums *s, int F, ap_error *err) {
+    *s = (shap_sums){.F = F, .pos = ap_calloc(3 * (size_t)F, sizeof *s->pos, err)};
+    if (!s->pos) return AP_ERR_NOMEM;
+    s->neg = s->pos + F;
+    s->abs = s->neg + F;
+    return AP_OK;
+}
+
+/* Add the contributions of model m on rows[0..n) of the data set. */
+static ap_status shap_add(shap_sums *s, ap_gbt *m, const dataset *d, const int64_t *rows, int64_t n, ap_error *err) {
     const int F = d->F;
-    float *phi = ap_malloc((size_t)nte * (F + 1) * sizeof *phi, err), *margin = ap_malloc((size_t)nte * sizeof *margin, err);
-    out->heads = ap_calloc((size_t)F, sizeof *out->heads, err);
-    ap_status st = phi && margin && out->heads ? AP_OK : AP_ERR_NOMEM;
-    if (st == AP_OK) st = ap_gbt_contribs(m, d->x, F, test, nte, phi, err);
-    if (st == AP_OK) st = ap_gbt_margin(m, d->x, F, test, nte, margin, err);
-    if (st == AP_OK) {
-        out->nheads = F;
+    float *phi = ap_malloc((size_t)n * (F + 1) * sizeof *phi, err), *margin = ap_malloc((size_t)n * sizeof *margin, err);
+    ap_status st = phi && margin ? AP_OK : AP_ERR_NOMEM;
+    if (st == AP_OK) st = ap_gbt_contribs(m, d->x, F, rows, n, phi, err);
+    if (st == AP_OK) st = ap_gbt_margin(m, d->x, F, rows, n, margin, err);
+    for (int64_t i = 0; st == AP_OK && i < n; i++) {
+        const float *row = phi + (size_t)i * (F + 1);
+        double sum = row[F]; /* the bias */
         for (int f = 0; f < F; f++) {
-            ap_head_shap *h = &out->heads[f];
-            h->layer = f / H;
-            h->head = f % H;
-            for (int64_t i = 0; i < nte; i++) {
-                double v = phi[(size_t)i * (F + 1) + f];
-                h->mean_pos += v > 0 ? v : 0;
-                h->mean_neg += v < 0 ? v : 0;
-                h->mean_abs += fabs(v);
-            }
-            h->mean_pos /= (double)nte;
-            h->mean_neg /= (double)nte;
-            h->mean_abs /= (double)nte;
-            h->mean_total = h->mean_pos + h->mean_neg;
+            double v = row[f];
+            s->pos[f] += v > 0 ? v : 0;
+            s->neg[f] += v < 0 ? v : 0;
+            s->abs[f] += fabs(v);
+            sum += v;
         }
-        qsort(out->heads, (size_t)F, sizeof *out->heads, by_mean_abs);
-        for (int64_t i = 0; i < nte; i++) {
-            double sum = 0;
-            for (int f = 0; f <= F; f++) sum += phi[(size_t)i * (F + 1) + f];
-            out->shap_sum_error = fmax(out->shap_sum_error, fabs(sum - margin[i]));
-        }
+        s->max_sum_error = fmax(s->max_sum_error, fabs(sum - margin[i]));
     }
+    if (st == AP_OK) s->samples += n;
     free(phi);
     free(margin);
     return st;
+}
+
+/* The means per head, ranked: heads [F] (malloc'ed). */
+static ap_status shap_rank(const shap_sums *s, int H, ap_head_shap **heads, ap_error *err) {
+    ap_head_shap *h = ap_calloc((size_t)s->F, sizeof *h, err);
+    if (!h) return AP_ERR_NOMEM;
+    const double n = s->samples > 0 ? (double)s->samples : 1;
+    for (int f = 0; f < s->F; f++)
+        h[f] = (ap_head_shap){.layer = f / H,
+                              .head = f % H,
+                              .mean_pos = s->pos[f] / n,
+                              .mean_neg = s->neg[f] / n,
+                              .mean_total = (s->pos[f] + s->neg[f]) / n,
+                              .mean_abs = s->abs[f] / n};
+    qsort(h, (size_t)s->F, sizeof *h, by_mean_abs);
+    *heads = h;
+    return AP_OK;
 }
 
 /* The held-out test split: accuracy, interval, baselines, confusion, SHAP. */
@@ -166,7 +185,15 @@ static ap_status test_split(const dataset *d, int H, const ap_classify_params *p
         memcpy(out->confusion, o.confusion, sizeof o.confusion);
         out->best_iteration = o.best_iteration;
         out->rounds = o.rounds;
-        st = shap_heads(m, d, test, nte, H, out, err);
+        shap_sums sums;
+        st = shap_sums_init(&sums, d->F, err);
+        if (st == AP_OK) st = shap_add(&sums, m, d, test, nte, err);
+        if (st == AP_OK) st = shap_rank(&sums, H, &out->heads, err);
+        if (st == AP_OK) {
+            out->nheads = d->F;
+            out->shap_sum_error = sums.max_sum_error;
+        }
+        free(sums.pos);
     }
     ap_gbt_free(m);
     free(in_test);
@@ -184,9 +211,11 @@ static double mean_sd(const double *v, int n, double *sd) {
     return mean;
 }
 
-/* Repeated stratified K-fold cross-validation of fit_and_score. */
+/* Repeated stratified K-fold cross-validation of fit_and_score; the SHAP
+ * contributions of every fold's model on its held-out fold go into sums. */
 static ap_status cross_validate(const dataset *d, const ap_classify_params *p, ap_classify_progress_fn progress,
-                                void *ctx, int64_t *done, int64_t total, ap_cv_result *cv, ap_error *err) {
+                                void *ctx, int64_t *done, int64_t total, ap_cv_result *cv, shap_sums *sums,
+                                ap_error *err) {
     const int K = p->folds, R = p->repeats, nfit = K * R;
     int *fold = ap_malloc((size_t)d->n * sizeof *fold, err);
     int64_t *train = ap_malloc((size_t)d->n * sizeof *train, err), *test = ap_malloc((size_t)d->n * sizeof *test, err);
@@ -205,7 +234,10 @@ static ap_status cross_validate(const dataset *d, const ap_classify_params *p, a
                 else train[ntr++] = i;
             }
             outcome o;
-            st = fit_and_score(d, train, ntr, test, nte, p, ap_hash_mix(seed, (uint64_t)k), &o, NULL, err);
+            ap_gbt *m = NULL;
+            st = fit_and_score(d, train, ntr, test, nte, p, ap_hash_mix(seed, (uint64_t)k), &o, &m, err);
+            if (st == AP_OK) st = shap_add(sums, m, d, test, nte, err);
+            ap_gbt_free(m);
             if (st != AP_OK) break;
             int j = r * K + k;
             acc[j] = o.accuracy;
@@ -275,7 +307,12 @@ ap_status ap_classify(const int32_t *labels, const uint8_t *correct, const float
         if (progress) progress(ctx, total, total);
         return AP_OK;
     }
-    st = cross_validate(&d, p, progress, ctx, &done, total, &out->cv, err);
+    shap_sums sums;
+    st = shap_sums_init(&sums, d.F, err);
+    if (st == AP_OK) st = cross_validate(&d, p, progress, ctx, &done, total, &out->cv, &sums, err);
+    if (st == AP_OK) st = shap_rank(&sums, H, &out->cv.heads, err);
+    if (st == AP_OK) out->cv.shap_sum_error = sums.max_sum_error;
+    free(sums.pos);
     out->has_cv = st == AP_OK;
     return st;
 }
@@ -283,6 +320,7 @@ ap_status ap_classify(const int32_t *labels, const uint8_t *correct, const float
 void ap_classify_result_free(ap_classify_result *r) {
     if (!r) return;
     free(r->heads);
-    r->heads = NULL;
+    free(r->cv.heads);
+    r->heads = r->cv.heads = NULL;
     r->nheads = 0;
 }
