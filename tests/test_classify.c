@@ -340,6 +340,12 @@ static void test_skips(void **state) {
     assert_int_equal(r.nheads, PF);
     assert_true(seen[0] == seen[1]);
     ap_classify_result_free(&r);
+    /* a test fraction that leaves no test sample: skipped, not a division by zero */
+    p.test_fraction = 0.01;
+    TU_OK(ap_classify(x, y, mp, n, PL, PH, &p, NULL, NULL, &r, tu_err()));
+    assert_non_null(strstr(r.skipped, "leaves the test part of 40 samples empty"));
+    ap_classify_result_free(&r);
+    p.test_fraction = 0.1;
     /* bad parameters are errors */
     p.folds = 1;
     assert_int_equal(ap_classify(x, y, mp, n, PL, PH, &p, NULL, NULL, &r, tu_err()), AP_ERR_ARG);

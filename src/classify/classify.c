@@ -171,10 +171,13 @@ static ap_status test_split(const dataset *d, int H, const ap_classify_params *p
         if (in_test[i]) test[nte++] = i;
         else train[ntr++] = i;
     }
+    if (st == AP_OK && (nte == 0 || ntr == 0))
+        snprintf(out->skipped, sizeof out->skipped, "test fraction %g leaves the %s part of %lld samples empty",
+                 p->test_fraction, nte == 0 ? "test" : "training", (long long)d->n);
     ap_gbt *m = NULL;
     outcome o;
-    if (st == AP_OK) st = fit_and_score(d, train, ntr, test, nte, p, p->seed, &o, &m, err);
-    if (st == AP_OK) {
+    if (st == AP_OK && !out->skipped[0]) st = fit_and_score(d, train, ntr, test, nte, p, p->seed, &o, &m, err);
+    if (st == AP_OK && !out->skipped[0]) {
         out->n_train = ntr;
         out->n_test = nte;
         out->accuracy = o.accuracy;
@@ -298,8 +301,8 @@ ap_status ap_classify(const int32_t *labels, const uint8_t *correct, const float
         return AP_OK;
     }
     st = test_split(&d, H, p, out, err);
-    if (progress) progress(ctx, ++done, total);
-    if (st != AP_OK || p->folds == 0) return st;
+    if (progress) progress(ctx, out->skipped[0] ? total : ++done, total);
+    if (st != AP_OK || out->skipped[0] || p->folds == 0) return st;
     if (fewest < p->folds) {
         snprintf(out->cv_skipped, sizeof out->cv_skipped,
                  "too few samples for %d folds: %lld correct and %lld incorrect; each class needs one per fold",
