@@ -51,5 +51,6 @@ int cmd_lm_train_bench(int argc, char **argv);
 double measure_sgemm_gflops(int T, int D, int F, int iters);
 int cmd_store(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_intervene(int argc, char **argv);
 
 #endif
