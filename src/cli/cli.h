@@ -1,5 +1,5 @@
 /* The apmae command line: verbs over the library, each declared as a table
- * of flags and a function (docs/architecture.md, "Adding a verb").
+ * of flags and a function (docs/architecture.md, "The command line").
  *
  * A verb is a cli_spec: its flags (name, type, default, range or choices,
  * required, help), its positional arguments, the docs page it belongs to

@@ -384,7 +384,7 @@ static ap_status run_eval(const cli_args *a, ap_error *err) {
 static const cli_spec k_init_spec = {
     .name = "mae init",
     .summary = "write a randomly initialised checkpoint",
-    .description = "Write a randomly initialised AP-MAE checkpoint (docs/mae.md, initialisation).",
+    .description = "Write a randomly initialised AP-MAE checkpoint (its initialisation is described in docs/mae.md).",
     .docs = "docs/mae.md",
     .flags = k_init_flags,
     .run = run_init,
