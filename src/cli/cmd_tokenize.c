@@ -16,29 +16,6 @@ static const cli_flag k_flags[] = {
     {0},
 };
 
-static ap_status run(const cli_args *a, ap_error *err);
-
-static const cli_spec k_spec = {
-    .name = "tokenize",
-    .summary = "encode text to token ids, or decode ids to text",
-    .usage = "apmae tokenize --tokenizer PATH (--text STR | --file F | --jsonl F)\n"
-             "       apmae tokenize --tokenizer PATH --decode (--ids I,J,... | --jsonl F)",
-    .description =
-        "Encode text to token ids, or decode ids to text, exactly as Hugging Face `tokenizers` does with a\n"
-        "byte-level BPE tokenizer.json (StarCoder2, GPT-2). Added/special tokens in the text are recognised.\n"
-        "\n"
-        "Output on stdout:\n"
-        "  encode        the ids as one JSON array and a newline, e.g. [1,2,3] (empty text: [])\n"
-        "  --decode      the decoded bytes, then one newline; the bytes are raw: a sequence cut inside a\n"
-        "                UTF-8 character is not replaced (HF would print U+FFFD there)\n"
-        "  --jsonl       one output line per input line: a JSON array of ids when encoding, a JSON string\n"
-        "                (invalid UTF-8 replaced by U+FFFD, as HF decode) when decoding; empty lines skipped.\n"
-        "                Throughput goes to stderr.",
-    .docs = "docs/lm.md",
-    .flags = k_flags,
-    .run = run,
-};
-
 static ap_status print_ids(ap_buf *out, const int32_t *ids, size_t n, ap_error *err) {
     ap_status st = ap_buf_append(out, "[", 1, err);
     for (size_t i = 0; !st && i < n; i++) {
@@ -215,5 +192,26 @@ static ap_status run(const cli_args *a, ap_error *err) {
     ap_tokenizer_free(tok);
     return st;
 }
+
+static const cli_spec k_spec = {
+    .name = "tokenize",
+    .summary = "encode text to token ids, or decode ids to text",
+    .usage = "apmae tokenize --tokenizer PATH (--text STR | --file F | --jsonl F)\n"
+             "       apmae tokenize --tokenizer PATH --decode (--ids I,J,... | --jsonl F)",
+    .description =
+        "Encode text to token ids, or decode ids to text, exactly as Hugging Face `tokenizers` does with a\n"
+        "byte-level BPE tokenizer.json (StarCoder2, GPT-2). Added/special tokens in the text are recognised.\n"
+        "\n"
+        "Output on stdout:\n"
+        "  encode        the ids as one JSON array and a newline, e.g. [1,2,3] (empty text: [])\n"
+        "  --decode      the decoded bytes, then one newline; the bytes are raw: a sequence cut inside a\n"
+        "                UTF-8 character is not replaced (HF would print U+FFFD there)\n"
+        "  --jsonl       one output line per input line: a JSON array of ids when encoding, a JSON string\n"
+        "                (invalid UTF-8 replaced by U+FFFD, as HF decode) when decoding; empty lines skipped.\n"
+        "                Throughput goes to stderr.",
+    .docs = "docs/lm.md",
+    .flags = k_flags,
+    .run = run,
+};
 
 int cmd_tokenize(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }
