@@ -26,11 +26,11 @@ run() { "$B" intervene --model $M --store "$T/s.h5" --shap "$T/shap.json" --task
 expect_ok "$B" intervene --help
 grep -q -- "--settings" "$T/out" || fail "help lacks --settings"
 expect_fail "missing required flag --target" run
-expect_fail "--n: 0 heads" run --target 1 --n 1,0,2
+expect_fail "--n: item 2: must be at least 1, got 0" run --target 1 --n 1,0,2
 expect_fail "--n" run --target 1 --n 1,,2
-expect_fail "--settings: 'bogus'" run --target 1 --settings pos_only,bogus
+expect_fail "--settings: 'bogus' is not" run --target 1 --settings pos_only,bogus
 expect_fail "--shap-set" run --target 1 --shap-set train
-expect_fail "--target 0" run --target 0
+expect_fail "--target: must be" run --target 0
 expect_fail "0 correct and 4 incorrect samples, too few for --target 1" run --target 1
 expect_fail "has no label" run --target 1 --task noise
 expect_fail "no results for task 'beta'" run --target 1 --task beta

@@ -6,54 +6,28 @@
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
-#include <string.h>
-
-#define DEFAULT_N "1,2,5,10,20,50,100,200,400,600,800"
 
 static const cli_flag k_flags[] = {
-    {"--model", "DIR", "the LM (the model of the store and of the SHAP ranking)", 1},
-    {"--store", "S.h5", "the study store: the task's scenarios (or, with --scenarios, the ids to leave out)", 1},
-    {"--shap", "DIR/results.json", "results of apmae classify: the per-head SHAP figures of --task", 1},
-    {"--task", "T", "the task (not noise: its scenarios have no right answer)", 1},
-    {"--target", "K", "K correct and K incorrect scenarios (unablated)", 1},
-    {"--n", "N,...", "heads per ablated set, each >= 1, capped at layers x heads (default " DEFAULT_N ")", 0},
-    {"--settings", "S,...", "pos_only, neg_only, neutral, random (default all four)", 0},
-    {"--seed", "S", "scenario draw, ties of the ranking, neutral and random draws (default 1)", 0},
-    {"--scenarios", "F.jsonl", "draw the scenarios afresh from this file (apmae mine), leaving out the store's", 0},
-    {"--shap-set", "test|cv", "rank by classify's test-split figures (default) or its cross-validation's", 0},
-    {"--no-reuse", NULL, "run every ablated pass from the embedding (to check and time the reuse)", 0},
-    {"--out", "DIR", "output directory: intervene.json, intervene.csv, predictions.csv, curves.svg", 1},
-    {NULL, NULL, NULL, 0},
+    {"--model", CLI_PATH, "DIR", "the LM (the model of the store and of the SHAP ranking)", .required = 1},
+    {"--store", CLI_PATH, "S.h5", "the study store: the task's scenarios (or, with --scenarios, the ids to leave out)",
+     .required = 1},
+    {"--shap", CLI_PATH, "DIR/results.json", "results of apmae classify: the per-head SHAP figures of --task",
+     .required = 1},
+    {"--task", CLI_STRING, "T", "the task (not noise: its scenarios have no right answer)", .required = 1},
+    {"--target", CLI_INT, "K", "K correct and K incorrect scenarios (unablated)", .required = 1, .range = "1..1000000"},
+    {"--n", CLI_INT_LIST, "N,...", "heads per ablated set (capped at layers x heads)",
+     .def = "1,2,5,10,20,50,100,200,400,600,800", .range = "1.."},
+    {"--settings", CLI_CHOICES, NULL, "which heads: by SHAP rank (pos_only, neg_only) or drawn (neutral, random)",
+     .choices = "pos_only|neg_only|neutral|random", .def = "pos_only,neg_only,neutral,random"},
+    {"--seed", CLI_INT, "S", "scenario draw, ties of the ranking, neutral and random draws", .def = "1", .range = "0.."},
+    {"--scenarios", CLI_PATH, "F.jsonl", "draw the scenarios afresh from this file (apmae mine), leaving out the store's"},
+    {"--shap-set", CLI_CHOICE, NULL, "rank by classify's test-split figures or its cross-validation's",
+     .choices = "test|cv", .def = "test"},
+    {"--no-reuse", CLI_SWITCH, NULL, "run every ablated pass from the embedding (to check and time the reuse)"},
+    {"--out", CLI_PATH, "DIR", "intervene.json, intervene.csv, predictions.csv, curves.svg (created if missing)",
+     .required = 1},
+    {0},
 };
-static const cli_spec k_spec = {
-    "apmae intervene --model LM --store S.h5 --shap DIR/results.json --task T --target K [--n 1,2,5,...]\n"
-    "                [--settings pos_only,neg_only,neutral,random] [--seed S] [--scenarios F.jsonl] --out DIR",
-    "Zero the output (P.v before o_proj) of the n heads each setting picks from the task's SHAP ranking and\n"
-    "count, over K correct and K incorrect scenarios, the completions that flip each way. Settings: pos_only\n"
-    "(highest mean positive SHAP), neg_only (most negative mean SHAP), neutral (heads with |mean SHAP| <= 1e-5,\n"
-    "drawn at random), random (any heads, drawn at random). Prints one line per (setting, n); a run killed at\n"
-    "any moment continues when started again with the same flags. See docs/analysis.md.",
-    k_flags,
-};
-
-static ap_status parse_settings(const char *s, unsigned *mask, ap_error *err) {
-    *mask = 0;
-    const char *p = s;
-    for (;;) {
-        size_t len = strcspn(p, ",");
-        int found = -1;
-        for (int k = 0; k < AP_IV_SETTINGS; k++)
-            if (strlen(ap_iv_setting_name((ap_iv_setting)k)) == len &&
-                strncmp(p, ap_iv_setting_name((ap_iv_setting)k), len) == 0)
-                found = k;
-        if (found < 0)
-            return ap_fail(err, AP_ERR_ARG, "--settings: '%.*s' is not one of pos_only, neg_only, neutral, random",
-                           (int)len, p);
-        *mask |= 1u << found;
-        if (!p[len]) return AP_OK;
-        p += len + 1;
-    }
-}
 
 static void print_summary(const char *json_path) {
     cJSON *j;
@@ -75,39 +49,25 @@ static void print_summary(const char *json_path) {
 }
 
 static ap_status run(const cli_args *a, ap_error *err) {
-    ap_intervene_opts o = {
-        .model_dir = cli_get(a, "--model"),
-        .store_path = cli_get(a, "--store"),
-        .shap_path = cli_get(a, "--shap"),
-        .task = cli_get(a, "--task"),
-        .scenarios_path = cli_get(a, "--scenarios"),
-        .out_dir = cli_get(a, "--out"),
-        .seed = 1,
-        .no_reuse = cli_has(a, "--no-reuse"),
-        .settings = (1u << AP_IV_SETTINGS) - 1,
-    };
-    int64_t target, seed, *n = NULL;
     size_t nn;
-    ap_status st;
-    if ((st = ap_parse_i64(cli_get(a, "--target"), "--target", &target, err))) return st;
-    if (target < 1 || target > 1000000)
-        return ap_fail(err, AP_ERR_ARG, "--target %lld: needs 1..1000000 scenarios of each outcome", (long long)target);
-    o.target = (int)target;
-    if (cli_has(a, "--seed")) {
-        if ((st = ap_parse_i64(cli_get(a, "--seed"), "--seed", &seed, err))) return st;
-        o.seed = (uint64_t)seed;
-    }
-    if (cli_has(a, "--settings") && (st = parse_settings(cli_get(a, "--settings"), &o.settings, err))) return st;
-    const char *set = cli_has(a, "--shap-set") ? cli_get(a, "--shap-set") : "test";
-    if (strcmp(set, "test") != 0 && strcmp(set, "cv") != 0)
-        return ap_fail(err, AP_ERR_ARG, "--shap-set: '%s' is not test or cv", set);
-    o.shap_cv = strcmp(set, "cv") == 0;
-    if ((st = ap_parse_i64_list(cli_has(a, "--n") ? cli_get(a, "--n") : DEFAULT_N, "--n", &n, &nn, err))) return st;
-    o.n = n;
-    o.n_count = nn;
+    const int64_t *n = cli_ints(a, "--n", &nn);
+    ap_intervene_opts o = {
+        .model_dir = cli_str(a, "--model"),
+        .store_path = cli_str(a, "--store"),
+        .shap_path = cli_str(a, "--shap"),
+        .task = cli_str(a, "--task"),
+        .scenarios_path = cli_str(a, "--scenarios"),
+        .out_dir = cli_str(a, "--out"),
+        .target = (int)cli_int(a, "--target"),
+        .n = n,
+        .n_count = nn,
+        .settings = cli_choices(a, "--settings"), /* bit i = choice i = ap_iv_setting i */
+        .seed = (uint64_t)cli_int(a, "--seed"),
+        .shap_cv = cli_choice(a, "--shap-set") == 1,
+        .no_reuse = cli_switch(a, "--no-reuse"),
+    };
     ap_intervene_report rep;
-    st = ap_intervene(&o, &rep, err);
-    free(n);
+    ap_status st = ap_intervene(&o, &rep, err);
     if (st) return st;
     char *json = ap_path_join(o.out_dir, "intervene.json", err);
     if (!json) return AP_ERR_NOMEM;
@@ -124,10 +84,18 @@ static ap_status run(const cli_args *a, ap_error *err) {
     return AP_OK;
 }
 
-int cmd_intervene(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_spec, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    return run(&a, &err) ? cli_report(&err) : 0;
-}
+static const cli_spec k_spec = {
+    .name = "intervene",
+    .summary = "switch heads off by their SHAP ranking; flips and accuracy per setting and n",
+    .description =
+        "Zero the output (P.v before o_proj) of the n heads each setting picks from the task's SHAP ranking and\n"
+        "count, over K correct and K incorrect scenarios, the completions that flip each way. Settings: pos_only\n"
+        "(highest mean positive SHAP), neg_only (most negative mean SHAP), neutral (heads with |mean SHAP| <= 1e-5,\n"
+        "drawn at random), random (any heads, drawn at random). Prints one line per (setting, n) with the change in\n"
+        "accuracy and McNemar's p; a run killed at any moment continues when started again with the same flags.",
+    .docs = "docs/analysis.md",
+    .flags = k_flags,
+    .run = run,
+};
+
+int cmd_intervene(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }
