@@ -10,7 +10,10 @@
 #                   (bench/lm_train.sh's first row; tokens/s)
 #   mae bench       --config small --batch 60 (training and forward images/s)
 # Prints every run as a JSON line, then per benchmark the median and range of
-# each binary and the ratio of the medians (this checkout / base).
+# each binary's rate and the ratio of the medians (this checkout / base), and
+# the same for the CPU seconds each run took (user + system): on a machine
+# shared with other jobs the rates swing with the load, the CPU time of the
+# same work much less.
 #   bench/nn_before_after.sh [BASE_REV]     (ROUNDS=5 THREADS=2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,19 +46,22 @@ mkdir -p "$CACHE"
 [ -f "$MODEL/model.safetensors" ] || $PY tools/make_random_lm.py --hidden 1024 --layers 8 --heads 16 --kv-heads 4 \
     --intermediate 4096 --vocab 49152 --tie --dtype bf16 --seed 1 --out "$MODEL" >/dev/null
 
-# One run of one benchmark: a JSON line tagged with the binary's role.
+# One run of one benchmark: a JSON line tagged with the binary's role, with
+# the run's CPU seconds.
 run() { # role binary bench
   local out
   case $3 in
-    lm) out=$("$2" lm bench --model "$MODEL" --tokens 256 --iters 5) ;;
-    lm_train) out=$("$2" lm train-bench --config small --vocab 8192 --batch 16 --seq-len 256 --steps 3) ;;
-    mae) out=$("$2" mae bench --config small --batch 60) ;;
+    lm) set -- "$1" "$3" "$2" lm bench --model "$MODEL" --tokens 256 --iters 5 ;;
+    lm_train) set -- "$1" "$3" "$2" lm train-bench --config small --vocab 8192 --batch 16 --seq-len 256 --steps 3 ;;
+    mae) set -- "$1" "$3" "$2" mae bench --config small --batch 60 ;;
   esac
-  echo "{\"role\":\"$1\",\"bench\":\"$3\",\"result\":$out}"
+  out=$(/usr/bin/time -f "%U %S" -o "$CPU" "${@:3}")
+  echo "{\"role\":\"$1\",\"bench\":\"$2\",\"cpu_s\":$(awk '{print $1 + $2}' "$CPU"),\"result\":$out}"
 }
 
 LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+CPU=$(mktemp)
+trap 'rm -f "$LOG" "$CPU"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   for bench in lm lm_train mae; do
     if [ $((round % 2)) = 1 ]; then order="base this"; else order="this base"; fi
@@ -72,12 +78,15 @@ runs = [json.loads(l) for l in open(sys.argv[1])]
 rates = {"lm": ["tokens_per_s"], "lm_train": ["tokens_per_s"], "mae": ["train_images_per_s", "forward_images_per_s"]}
 names = {"lm": "lm bench (bf16 hidden 1024, T 256)", "lm_train": "lm train-bench (small, vocab 8192)", "mae": "mae bench (small, batch 60)"}
 print(f"\n{sys.argv[2]} alternating rounds, {sys.argv[3]} threads: median (min-max)\n")
-print("| benchmark | rate | base | this checkout | this / base |")
+print("| benchmark | measure | base | this checkout | this / base |")
 print("|---|---|---|---|---|")
+def row(bench, label, get):
+    v = {role: [get(r) for r in runs if r["bench"] == bench and r["role"] == role] for role in ("base", "this")}
+    med = {role: statistics.median(x) for role, x in v.items()}
+    cell = {role: f"{med[role]:.1f} ({min(x):.1f}-{max(x):.1f})" for role, x in v.items()}
+    print(f"| {names[bench]} | {label} | {cell['base']} | {cell['this']} | {med['this'] / med['base']:.3f} |")
 for bench, keys in rates.items():
     for key in keys:
-        v = {role: [r["result"][key] for r in runs if r["bench"] == bench and r["role"] == role] for role in ("base", "this")}
-        med = {role: statistics.median(x) for role, x in v.items()}
-        cell = {role: f"{med[role]:.1f} ({min(x):.1f}-{max(x):.1f})" for role, x in v.items()}
-        print(f"| {names[bench]} | {key} | {cell['base']} | {cell['this']} | {med['this'] / med['base']:.3f} |")
+        row(bench, key, lambda r: r["result"][key])
+    row(bench, "CPU seconds per run", lambda r: r["cpu_s"])
 PYEOF
