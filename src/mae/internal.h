@@ -3,9 +3,9 @@
  * The network's forward/backward is written once in net.inc over a scalar
  * type R (nn/real.h) on the shared kernels of apmae/nn.h and compiled twice:
  * float (net_f.c, what the tool runs) and double (net_d.c, what the gradient
- * checks run against finite differences). Parameters and activations live in flat blocks of R; the
- * layout (parameter offsets) and the plan (activation offsets for one batch
- * shape) are type-independent. */
+ * checks run against finite differences). Parameters and activations live
+ * in flat blocks of R; the layout (parameter offsets) and the plan
+ * (activation offsets for one batch shape) are type-independent. */
 #ifndef APMAE_MAE_INTERNAL_H
 #define APMAE_MAE_INTERNAL_H
 
