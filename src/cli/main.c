@@ -18,6 +18,7 @@ static const verb k_verbs[] = {
     {"mine", cmd_mine, "mine fill-in-the-middle scenarios from a Java corpus"},
     {"extract", cmd_extract, "run the LM over scenarios; correctness and every attention pattern into a store"},
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
+    {"classify", cmd_classify, "predict correctness from the per-head cluster ids; baselines, intervals, SHAP per head"},
 };
 
 static void print_usage(FILE *out) {
