@@ -277,14 +277,14 @@ static ap_status check_params(int64_t n, int d, const ap_hdbscan_params *p, ap_e
 /* x as doubles; for cosine each row scaled to unit length, so that
  * |a - b|^2 / 2 = 1 - cos(a, b). */
 static ap_status widen(const float *x, int64_t n, int d, ap_metric metric, double *out, ap_error *err) {
+    ap_status st = ap_check_finite(x, n, d, "x", err);
+    if (st != AP_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
         for (int k = 0; k < d; k++) {
-            float v = x[(size_t)i * d + k];
-            if (!isfinite(v))
-                return ap_fail(err, AP_ERR_ARG, "x: row %lld, column %d is %s", (long long)i, k, isnan(v) ? "NaN" : "infinite");
+            double v = x[(size_t)i * d + k];
             out[(size_t)i * d + k] = v;
-            s += (double)v * v;
+            s += v * v;
         }
         if (metric != AP_METRIC_COSINE) continue;
         if (!(s > 0)) return ap_fail(err, AP_ERR_ARG, "x: row %lld is all zeros, which has no cosine distance", (long long)i);
