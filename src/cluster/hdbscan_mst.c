@@ -6,10 +6,10 @@
  * n (or many dimensions, where a kd-tree prunes nothing), else Borůvka:
  * each round every component finds its lightest edge to another one,
  * starting from its points' k nearest neighbours in other components and
- * then searching the kd-tree from each of its points, pruning subtrees that
- * lie inside the component or whose lower bound max(core[p], the box's
- * smallest core distance, distance to the box) exceeds the best edge so
- * far. Weights are compared squared (no square roots in the inner loops;
+ * then searching the kd-tree from each of its points (but those known to
+ * have no lighter edge), pruning subtrees that lie inside the component or
+ * whose lower bound max(core[p], the box's smallest core distance, distance
+ * to the box) exceeds the best edge so far. Weights are compared squared (no square roots in the inner loops;
  * the square root is monotone and correctly rounded, so the distances
  * that come out are exactly max(core[a], core[b], |x_a - x_b|)). Edges
  * compare by (w, a, b), a strict total order, so both algorithms return
@@ -357,9 +357,13 @@ static void group_members(const int32_t *comp, int32_t n, int32_t *first, int32_
 
 /* The lightest edge leaving a component. Its points share one bound, first
  * the lightest edge to their nearest neighbours outside the component (the
- * edge is most often there), so most searches stop at once; a point whose
- * core distance exceeds the bound has no lighter edge. */
-static hd_edge component_best(const boruvka *B, const int32_t *members, int32_t count) {
+ * edge is most often there), so most searches stop at once. lower[p] is a
+ * lower bound of the lightest edge from p to another component: its core
+ * distance, raised to the bound each search of p ends with (p has no
+ * lighter edge than that); components only merge, so it stays a bound in
+ * later rounds, and a point whose bound exceeds the component's is not
+ * searched at all. */
+static hd_edge component_best(const boruvka *B, const int32_t *members, int32_t count, double *lower) {
     hd_edge best = {INFINITY, -1, -1};
     for (int32_t i = 0; i < count; i++) {
         int32_t p = members[i];
@@ -370,8 +374,12 @@ static hd_edge component_best(const boruvka *B, const int32_t *members, int32_t 
             if (hd_edge_less(&e, &best)) best = e;
         }
     }
-    for (int32_t i = 0; i < count; i++)
-        if (B->core2[members[i]] <= best.w) boruvka_search(B, 0, members[i], &best);
+    for (int32_t i = 0; i < count; i++) {
+        int32_t p = members[i];
+        if (lower[p] > best.w) continue;
+        boruvka_search(B, 0, p, &best);
+        lower[p] = best.w;
+    }
     return best;
 }
 
@@ -385,19 +393,22 @@ static ap_status mst_boruvka(const double *x, int32_t n, int d, const double *co
     int32_t *first = ap_malloc(((size_t)n + 1) * sizeof *first, err);
     int32_t *members = ap_malloc((size_t)n * sizeof *members, err);
     hd_edge *comp_best = ap_malloc((size_t)n * sizeof *comp_best, err);
+    double *lower = ap_malloc((size_t)n * sizeof *lower, err);
     B.comp = ap_malloc((size_t)n * sizeof *B.comp, err);
     B.node_comp = ap_malloc((size_t)t.nnodes * sizeof *B.node_comp, err);
     B.node_core2 = ap_malloc((size_t)t.nnodes * sizeof *B.node_core2, err);
-    if (!parent || !first || !members || !comp_best || !B.comp || !B.node_comp || !B.node_core2) st = AP_ERR_NOMEM;
+    if (!parent || !first || !members || !comp_best || !lower || !B.comp || !B.node_comp || !B.node_core2)
+        st = AP_ERR_NOMEM;
     int32_t found = 0;
-    for (int32_t i = 0; st == AP_OK && i < n; i++) parent[i] = B.comp[i] = i;
+    for (int32_t i = 0; st == AP_OK && i < n; i++) parent[i] = B.comp[i] = i, lower[i] = core2[i];
     for (int round = 0; st == AP_OK && found < n - 1; round++) {
         node_summaries(&B, 0, round == 0);
         group_members(B.comp, n, first, members);
 #pragma omp parallel for schedule(dynamic, 1)
         for (int32_t c = 0; c < n; c++)
-            comp_best[c] = first[c + 1] > first[c] ? component_best(&B, members + first[c], first[c + 1] - first[c])
-                                                   : (hd_edge){INFINITY, -1, -1};
+            comp_best[c] = first[c + 1] > first[c]
+                               ? component_best(&B, members + first[c], first[c + 1] - first[c], lower)
+                               : (hd_edge){INFINITY, -1, -1};
         /* Under a strict total order the components' lightest edges form no
          * cycle; an edge chosen by both its ends is added once. */
         int32_t before = found;
@@ -415,6 +426,7 @@ static ap_status mst_boruvka(const double *x, int32_t n, int d, const double *co
     free(first);
     free(members);
     free(comp_best);
+    free(lower);
     free(B.comp);
     free(B.node_comp);
     free(B.node_core2);
