@@ -116,8 +116,7 @@ typedef struct ap_cluster_store_options {
     int use_mean;              /* cluster /embeddings/mean instead of /embeddings/cls */
     const int32_t *heads;      /* (layer, head) pairs to cluster, nheads of them; NULL: every head */
     int nheads;
-    ap_cluster_params params;
-    uint64_t seed;
+    ap_cluster_params params;  /* params.umap.seed: the run's seed (UMAP and the jitter) */
     int32_t fim_ids[3];        /* token ids of <fim_prefix>, <fim_suffix>, <fim_middle> (-1: unknown) */
     int threads;               /* heads clustered at once (0: ap_num_threads()) */
 } ap_cluster_store_options;

@@ -19,7 +19,7 @@
 void ap_cluster_store_options_default(ap_cluster_store_options *o) {
     memset(o, 0, sizeof *o);
     ap_cluster_params_default(&o->params);
-    o->seed = 42;
+    o->params.umap.seed = 42;
     o->fim_ids[0] = o->fim_ids[1] = o->fim_ids[2] = -1;
 }
 
@@ -41,7 +41,7 @@ char *ap_cluster_params_json(const ap_cluster_store_options *o, ap_error *err) {
     cJSON_AddStringToObject(h, "metric", ap_metric_name(p->hdbscan.metric));
     cJSON_AddItemToObject(j, "hdbscan", h);
     cJSON_AddNumberToObject(j, "jitter", p->jitter);
-    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(j, "seed", (double)p->umap.seed);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!text) ap_fail(err, AP_ERR_NOMEM, "out of memory");
