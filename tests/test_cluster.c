@@ -1,10 +1,12 @@
 /* The clustering stage over a store (ap_cluster_store): a synthetic store
- * whose heads each have 2 or 3 groups of samples, every group with its own
- * embedding direction and its own attention (sink, previous token, self).
+ * (tests/cluster_synth.h) whose heads each have 2 or 3 groups of samples,
+ * every group with its own embedding direction and its own attention (sink,
+ * previous token, self).
  * The groups come back as the clusters, with their sizes, medoids, mean
  * patterns and kinds; a second run with the same options does nothing, and
  * other options start again; one and two threads give the same store;
- * duplicate rows are jittered; bad stores and heads are refused. */
+ * duplicate rows are jittered; bad stores and heads are refused. The
+ * command line, and killing it, are tests/test_cluster_cli.c. */
 #include "testutil.h"
 
 #include <math.h>
@@ -15,55 +17,12 @@
 #include "apmae/cluster.h"
 #include "apmae/io.h"
 #include "apmae/store.h"
+#include "cluster_synth.h"
 
-enum { N = 16, L = 2, H = 2, D = 8, S = 120 };
-
-static int groups_of(int l, int h) { return 2 + (l + h) % 2; }
-static int group_of(int64_t i, int l, int h) { return (int)((i * 7 + l + 3 * h) % groups_of(l, h)); }
-
-/* Group 0 attends to token 0, group 1 to the previous token, group 2 to itself. */
-static void fill_pattern(int g, float *P) {
-    memset(P, 0, sizeof(float) * N * N);
-    P[0] = 1;
-    for (int i = 1; i < N; i++) {
-        int peak = g == 0 ? 0 : g == 1 ? i - 1 : i;
-        for (int j = 0; j <= i; j++) P[i * N + j] = (j == peak ? 0.9f : 0.0f) + 0.1f / (float)(i + 1);
-    }
-}
+enum { L = 2, H = 2 };
 
 static char *make_store(const char *name, int64_t samples, int with_embeddings) {
-    char *path = tu_fresh_store_path(name);
-    ap_store_meta m = {.model_id = "tiny", .n_tokens = N, .num_layers = L, .num_heads = H, .dtype = AP_F32,
-                       .small_bits = -1, .deflate = -1, .run = "{}"};
-    ap_store *s;
-    TU_OK(ap_store_create(path, &m, &s, tu_err()));
-    ap_store_embed_info e = {.model_id = "mae", .model_config = "{}", .model_hash = "0123456789abcdef", .dim = D};
-    if (with_embeddings) TU_OK(ap_store_embed_begin(s, &e, tu_err()));
-    float *attn = malloc(sizeof(float) * L * H * N * N), cls[L * H * D], mean[L * H * D];
-    ap_rng r;
-    ap_rng_seed(&r, 9);
-    for (int64_t i = 0; i < samples; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "s%03lld", (long long)i);
-        int32_t ids[N];
-        for (int t = 0; t < N; t++) ids[t] = 100 + t;
-        ap_store_sample rec = {.id = id, .task = "t", .label_id = 1};
-        for (int l = 0; l < L; l++)
-            for (int h = 0; h < H; h++) {
-                int g = group_of(i, l, h);
-                fill_pattern(g, attn + (size_t)(l * H + h) * N * N);
-                for (int k = 0; k < D; k++) {
-                    float c = (k == g ? 3.0f : 0.0f) + (k == D - 1 ? 1.0f : 0.0f); /* distinct directions */
-                    cls[(l * H + h) * D + k] = c + 0.05f * (float)ap_rng_normal(&r);
-                    mean[(l * H + h) * D + k] = -cls[(l * H + h) * D + k];
-                }
-            }
-        TU_OK(ap_store_append(s, &rec, ids, attn, tu_err()));
-        if (with_embeddings) TU_OK(ap_store_append_embeddings(s, cls, mean, tu_err()));
-    }
-    TU_OK(ap_store_close(s, tu_err()));
-    free(attn);
-    return path;
+    return make_store_lh(name, samples, with_embeddings, L, H);
 }
 
 static ap_cluster_store_options options(const char *path, int no_umap) {

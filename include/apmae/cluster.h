@@ -138,8 +138,9 @@ typedef struct ap_cluster_store_report {
  * options replaces the store's clusters. */
 ap_status ap_cluster_store(const ap_cluster_store_options *o, ap_cluster_store_report *rep, ap_error *err);
 
-/* The options of a store run as the JSON recorded in /clusters (params):
- * malloc'ed. Heads and threads are not part of it. */
+/* The options of a store run as the JSON recorded in /clusters (params),
+ * the FIM token ids included: malloc'ed. Heads and threads are not part of
+ * it. */
 char *ap_cluster_params_json(const ap_cluster_store_options *o, ap_error *err);
 
 #endif

@@ -41,6 +41,8 @@ char *ap_cluster_params_json(const ap_cluster_store_options *o, ap_error *err) {
     cJSON_AddStringToObject(h, "metric", ap_metric_name(p->hdbscan.metric));
     cJSON_AddItemToObject(j, "hdbscan", h);
     cJSON_AddNumberToObject(j, "jitter", p->jitter);
+    const int fim[3] = {o->fim_ids[0], o->fim_ids[1], o->fim_ids[2]};
+    cJSON_AddItemToObject(j, "fim_ids", cJSON_CreateIntArray(fim, 3));
     cJSON_AddNumberToObject(j, "seed", (double)p->umap.seed);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
