@@ -135,6 +135,13 @@ static void test_usage(void **state) {
     assert_int_equal(tu_run(&out, "%s cluster --help", tu_apmae_bin()), 0);
     assert_non_null(strstr(out, "--min-cluster-size"));
     free(out);
+    /* the subcommands, which apmae --help does not list (tests/cli_help.sh) */
+    assert_int_equal(tu_run(&out, "%s cluster list --help", tu_apmae_bin()), 0);
+    assert_non_null(strstr(out, "docs: docs/analysis.md"));
+    free(out);
+    assert_int_equal(tu_run(&out, "%s cluster show --help", tu_apmae_bin()), 0);
+    assert_non_null(strstr(out, "--layer"));
+    free(out);
 }
 
 /* ---- --store, list, show ---- */
