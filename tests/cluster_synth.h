@@ -64,4 +64,41 @@ static inline char *make_store_lh(const char *name, int64_t samples, int with_em
     return path;
 }
 
+/* Two stores' /clusters equal: options, every label, every head's summary
+ * and mean patterns, bit for bit. */
+static inline void assert_clusters_equal(const char *a_path, const char *b_path) {
+    ap_store *a, *b;
+    TU_OK(ap_store_open(a_path, AP_STORE_READ, &a, tu_err()));
+    TU_OK(ap_store_open(b_path, AP_STORE_READ, &b, tu_err()));
+    const ap_store_meta *m = ap_store_get_meta(a);
+    const ap_store_clusters_info *ia = ap_store_clusters_info_of(a), *ib = ap_store_clusters_info_of(b);
+    assert_true(ia && ib);
+    assert_string_equal(ia->params, ib->params);
+    assert_int_equal(ia->samples, ib->samples);
+    size_t nl = (size_t)ia->samples * m->num_layers * m->num_heads, NN = (size_t)m->n_tokens * m->n_tokens;
+    int32_t *la = malloc(sizeof(int32_t) * nl), *lb = malloc(sizeof(int32_t) * nl);
+    float *pa = malloc(sizeof(float) * NN), *pb = malloc(sizeof(float) * NN);
+    TU_OK(ap_store_read_cluster_labels(a, la, tu_err()));
+    TU_OK(ap_store_read_cluster_labels(b, lb, tu_err()));
+    assert_memory_equal(la, lb, sizeof(int32_t) * nl);
+    for (int l = 0; l < m->num_layers; l++)
+        for (int h = 0; h < m->num_heads; h++) {
+            ap_cluster_summary *ca, *cb;
+            int ka, kb;
+            TU_OK(ap_store_read_cluster_summary(a, l, h, &ca, &ka, tu_err()));
+            TU_OK(ap_store_read_cluster_summary(b, l, h, &cb, &kb, tu_err()));
+            assert_int_equal(ka, kb);
+            assert_memory_equal(ca, cb, sizeof *ca * (size_t)ka);
+            for (int c = 0; c < ka; c++) {
+                TU_OK(ap_store_read_cluster_mean(a, l, h, c, pa, tu_err()));
+                TU_OK(ap_store_read_cluster_mean(b, l, h, c, pb, tu_err()));
+                assert_memory_equal(pa, pb, sizeof(float) * NN);
+            }
+            free(ca), free(cb);
+        }
+    TU_OK(ap_store_close(a, tu_err()));
+    TU_OK(ap_store_close(b, tu_err()));
+    free(la), free(lb), free(pa), free(pb);
+}
+
 #endif

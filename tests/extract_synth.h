@@ -116,6 +116,24 @@ static inline void assert_stores_equal(const char *a_path, const char *b_path) {
     TU_OK(ap_store_close(b, tu_err()));
 }
 
+static inline void copy_file(const char *from, const char *to) {
+    char *data = NULL;
+    size_t len = 0;
+    TU_OK(ap_read_file(from, &data, &len, tu_err()));
+    tu_write_file(to, data, len);
+    free(data);
+}
+
+/* The store at work (and no journal) as the one at base: a kill test's
+ * starting state. */
+static inline void restore_store(const char *base, const char *work) {
+    char *j = malloc(strlen(work) + 16);
+    sprintf(j, "%s-journal", work);
+    unlink(j);
+    free(j);
+    copy_file(base, work);
+}
+
 /* Run apmae with argv (argv[0] "apmae", NULL-terminated). Its stderr goes
  * to the write end of a pipe when stderr_fd >= 0, else to /dev/null. */
 static inline pid_t spawn_apmae(char *const *argv, int stderr_fd) {

@@ -49,11 +49,6 @@ static void linkage_free(linkage *L) {
     free(L->size);
 }
 
-static int32_t find_root(int32_t *parent, int32_t a) {
-    while (parent[a] != a) a = parent[a] = parent[parent[a]];
-    return a;
-}
-
 /* Distances become lambda = 1 / w; w below a floor (exact duplicates give
  * w = 0) counts as the floor, 1e-12 of the largest w, so lambdas stay
  * finite and stabilities comparable. */
@@ -74,7 +69,7 @@ static ap_status build_linkage(const hd_edge *edges, int32_t n, linkage *L, ap_e
     double wmax = n > 1 ? edges[n - 2].w : 0, floor = wmax > 0 ? 1e-12 * wmax : 1.0;
     for (int32_t i = 0; i < 2 * n - 1; i++) parent[i] = i, L->size[i] = 1;
     for (int32_t i = 0; i < n - 1; i++) {
-        int32_t a = find_root(parent, edges[i].a), b = find_root(parent, edges[i].b), node = n + i;
+        int32_t a = hd_find(parent, edges[i].a), b = hd_find(parent, edges[i].b), node = n + i;
         L->left[i] = a;
         L->right[i] = b;
         L->lambda[i] = 1.0 / (edges[i].w > floor ? edges[i].w : floor);

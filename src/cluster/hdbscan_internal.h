@@ -14,6 +14,9 @@ typedef struct hd_edge {
 } hd_edge;
 int hd_edge_less(const hd_edge *x, const hd_edge *y);
 
+/* Union-find: the root of a's set, compressing the path on the way. */
+int32_t hd_find(int32_t *parent, int32_t a);
+
 /* Squared core distances core2 [n]: the squared euclidean distance of each
  * row of x [n, d] (row-major doubles) to its k-th nearest row, itself
  * counted (k = 1: 0); knn [n, k] those k rows (in no particular order). */

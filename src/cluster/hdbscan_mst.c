@@ -289,7 +289,7 @@ typedef struct boruvka {
     double *node_core2; /* smallest squared core distance in each node */
 } boruvka;
 
-static int32_t uf_find(int32_t *parent, int32_t a) {
+int32_t hd_find(int32_t *parent, int32_t a) {
     while (parent[a] != a) a = parent[a] = parent[parent[a]];
     return a;
 }
@@ -414,12 +414,12 @@ static ap_status mst_boruvka(const double *x, int32_t n, int d, const double *co
         int32_t before = found;
         for (int32_t c = 0; c < n; c++) {
             if (comp_best[c].a < 0) continue;
-            int32_t ra = uf_find(parent, comp_best[c].a), rb = uf_find(parent, comp_best[c].b);
+            int32_t ra = hd_find(parent, comp_best[c].a), rb = hd_find(parent, comp_best[c].b);
             if (ra == rb) continue;
             parent[ra < rb ? rb : ra] = ra < rb ? ra : rb;
             edges[found++] = comp_best[c];
         }
-        for (int32_t p = 0; p < n; p++) B.comp[p] = uf_find(parent, p);
+        for (int32_t p = 0; p < n; p++) B.comp[p] = hd_find(parent, p);
         if (found == before) st = ap_fail(err, AP_ERR_INTERNAL, "Borůvka round %d joined no components", round);
     }
     free(parent);
