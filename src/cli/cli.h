@@ -16,8 +16,12 @@
  *         {0},
  *     };
  *     static ap_status run(const cli_args *a, ap_error *err) { ... cli_int(a, "--batch") ... }
- *     const cli_spec cli_mae_train_spec = {.name = "mae train", .summary = "...", .description = "...",
- *                                          .docs = "docs/mae.md", .flags = k_flags, .run = run};
+ *     static const cli_spec k_spec = {.name = "mae train", .summary = "...", .description = "...",
+ *                                     .docs = "docs/mae.md", .flags = k_flags, .run = run};
+ *     int cmd_x(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }
+ *
+ * Tables name only the fields a flag uses (the CLI is compiled with
+ * -Wno-missing-field-initializers for that).
  *
  * Getters abort with an internal error when asked for a flag the spec does
  * not declare with that type: a bug in the verb, never a user's mistake.
@@ -133,6 +137,7 @@ int cmd_mine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 /* Subcommands of `apmae lm` defined in cmd_lm_train.c. */
 extern const cli_spec cli_lm_train_spec, cli_lm_eval_spec, cli_lm_train_bench_spec;
 /* The machine's sgemm rate on a [T,D] x [D,F] product, GFLOP/s (cmd_lm.c). */
