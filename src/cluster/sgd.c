@@ -101,8 +101,7 @@ static inline const float *seen(const sgd_run *r, const sgd_block *blk, int64_t 
 /* The attraction along edge (j, k), k in the part, then n_neg repulsions of
  * the head j; j moves in place when it is the part's own, else its move is
  * deferred. */
-static int sample_edge(const sgd_run *r, sgd_block *blk, int64_t j, int64_t k, int n_neg) {
-    const int dim = r->dim;
+static inline int sample_edge(const sgd_run *r, sgd_block *blk, int64_t j, int64_t k, int n_neg, const int dim) {
     const float a = r->a, b = r->b, alpha = r->alpha;
     float *tail = r->emb + k * dim, copy[dim], step[dim];
     const int own_head = own(blk, j);
@@ -157,17 +156,29 @@ static void edge_schedule_free(edge_schedule *s) {
 
 /* The edges due in this epoch whose tail is one of the part's points,
  * tail by tail: umap-learn's order (its edge list is sorted by tail, and
- * this order embeds measurably better than head by head). */
-static int part_epoch(const sgd_run *r, sgd_block *blk, const umap_graph *g, edge_schedule *s, int epoch) {
+ * this order embeds measurably better than head by head). `dim` is a
+ * constant where part_epoch calls it, so each copy is compiled for its
+ * dimension. */
+static inline int part_edges(const sgd_run *r, sgd_block *blk, const umap_graph *g, edge_schedule *s, int epoch,
+                             const int dim) {
     for (int64_t k = blk->plo; k < blk->phi; k++)
         for (int64_t e = g->rowptr[k]; e < g->rowptr[k + 1]; e++) {
             if (s->next[e] > epoch) continue;
             int n_neg = (int)((epoch - s->next_neg[e]) / s->every_neg[e]);
-            if (sample_edge(r, blk, g->col[e], k, n_neg)) return -1;
+            if (sample_edge(r, blk, g->col[e], k, n_neg, dim)) return -1;
             s->next[e] += s->every[e];
             s->next_neg[e] += n_neg * s->every_neg[e];
         }
     return 0;
+}
+
+/* Vectorised copies for the common output dimensions. */
+static int part_epoch(const sgd_run *r, sgd_block *blk, const umap_graph *g, edge_schedule *s, int epoch) {
+    switch (r->dim) {
+    case 2: return part_edges(r, blk, g, s, epoch, 2);
+    case 8: return part_edges(r, blk, g, s, epoch, 8);
+    default: return part_edges(r, blk, g, s, epoch, r->dim);
+    }
 }
 
 static void part_bounds(const sgd_block *blk, int wave, int64_t *lo, int64_t *hi) {
