@@ -362,8 +362,8 @@ static int too_small_for_spectral(int64_t size, int dim) {
 }
 
 /* The spectral embedding of one component into emb [nm, dim] (row-major),
- * scaled so its largest coordinate is `scale`. Returns 0 on success, 1 when
- * the solver produced nothing usable. */
+ * scaled so its largest coordinate is `scale`; *failed = 1 when the solver
+ * produced nothing usable (emb is then untouched). */
 static ap_status embed_component(const umap_graph *g, const int64_t *members, int64_t nm, const int64_t *local,
                                  int dim, uint64_t seed, double scale, float *emb, int *failed, ap_error *err) {
     norm_graph ng;

@@ -44,7 +44,7 @@ ap_status umap_find_ab(double spread, double min_dist, double *a_out, double *b_
         y[i] = x[i] < min_dist ? 1.0 : exp(-(x[i] - min_dist) / spread);
     }
     double a = 1, b = 1, lambda = 1e-3, sse = ab_sse(x, y, a, b);
-    for (int it = 0; it < 500; it++) {
+    for (int it = 0, moving = 1; it < 500 && moving; it++) {
         double jtj[3] = {0, 0, 0}, jtr[2] = {0, 0}; /* [aa, ab, bb] */
         for (int i = 0; i < AB_POINTS; i++) {
             if (x[i] <= 0) continue; /* f = 1 at d = 0 whatever a, b: no gradient */
@@ -57,7 +57,7 @@ ap_status umap_find_ab(double spread, double min_dist, double *a_out, double *b_
             jtr[1] += db * r;
         }
         int accepted = 0;
-        while (!accepted && lambda < 1e12) {
+        while (!accepted && lambda < 1e12) { /* raise the damping until a step does not increase the error */
             double m00 = jtj[0] * (1 + lambda), m11 = jtj[2] * (1 + lambda), m01 = jtj[1];
             double det = m00 * m11 - m01 * m01;
             double sa = -(m11 * jtr[0] - m01 * jtr[1]) / det, sb = -(m00 * jtr[1] - m01 * jtr[0]) / det;
@@ -69,12 +69,12 @@ ap_status umap_find_ab(double spread, double min_dist, double *a_out, double *b_
                 sse = s2;
                 lambda = lambda / 10 > 1e-12 ? lambda / 10 : 1e-12;
                 accepted = 1;
-                if (step < 1e-12) it = 500;
+                moving = step >= 1e-12;
             } else {
                 lambda *= 10;
             }
         }
-        if (!accepted) break;
+        moving = moving && accepted;
     }
     if (!isfinite(a) || !isfinite(b) || a <= 0 || b <= 0)
         return ap_fail(err, AP_ERR_ARG, "UMAP: no curve fits min_dist %g and spread %g", min_dist, spread);
