@@ -241,7 +241,8 @@ static void test_digits(void **state) {
     cJSON *ref;
     TU_OK(ap_st_open("fixtures/cluster/digits.safetensors", &st, tu_err()));
     TU_OK(ap_json_load("fixtures/cluster/umap_ref.json", &ref, tu_err()));
-    const ap_tensor *x = ap_st_find(st, "x"), *lab = ap_st_find(st, "labels"), *emb = ap_st_find(st, "umap_learn_embedding");
+    const ap_tensor *x = ap_st_find(st, "x"), *lab = ap_st_find(st, "labels");
+    const ap_tensor *emb = ap_st_find(st, "umap_learn_embedding");
     assert_true(x && lab && emb && emb->dtype == AP_F32);
     int64_t n = x->shape[0];
     int d = (int)x->shape[1];

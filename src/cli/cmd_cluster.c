@@ -225,7 +225,8 @@ static ap_status run_cluster(const cli_args *a, ap_error *err) {
     if (store == in) return ap_fail(err, AP_ERR_ARG, "give exactly one of --store S.h5 and --in X.safetensors");
     if (store && (cli_has(a, "--out") || cli_has(a, "--embedding-out")))
         return ap_fail(err, AP_ERR_ARG, "--out and --embedding-out go with --in; --store writes into the store");
-    if (in && (cli_has(a, "--heads") || cli_has(a, "--embedding") || cli_has(a, "--tokenizer") || cli_has(a, "--threads")))
+    if (in && (cli_has(a, "--heads") || cli_has(a, "--embedding") || cli_has(a, "--tokenizer") ||
+               cli_has(a, "--threads")))
         return ap_fail(err, AP_ERR_ARG, "--heads, --embedding, --tokenizer and --threads go with --store");
     return store ? run_store(a, err) : run_matrix(a, err);
 }
@@ -298,7 +299,8 @@ static ap_status run_list(const cli_args *a, ap_error *err) {
     if (st == AP_OK && (!(sum = ap_calloc((size_t)LH, sizeof *sum, err)) || !(k = ap_calloc((size_t)LH, sizeof *k, err))))
         st = AP_ERR_NOMEM;
     for (int i = 0; st == AP_OK && i < LH; i++)
-        if (ci->has_summary[i]) st = ap_store_read_cluster_summary(s, i / m->num_heads, i % m->num_heads, &sum[i], &k[i], err);
+        if (ci->has_summary[i])
+            st = ap_store_read_cluster_summary(s, i / m->num_heads, i % m->num_heads, &sum[i], &k[i], err);
     if (st == AP_OK) {
         if (cli_switch(a, "--json")) list_json(s, ci, sum, k);
         else list_text(s, ci, sum, k);

@@ -114,7 +114,8 @@ ap_status ap_cluster_medoid(const float *space, int d, const int64_t *members, i
     scored best = {INFINITY, -1};
     for (int64_t i = 0; i < nc; i++) {
         scored s = {0, c[i].row};
-        for (int64_t j = 0; j < count; j++) s.v += distance(space + (size_t)c[i].row * d, space + (size_t)members[j] * d, d);
+        const float *u = space + (size_t)c[i].row * d;
+        for (int64_t j = 0; j < count; j++) s.v += distance(u, space + (size_t)members[j] * d, d);
         if (scored_cmp(&s, &best) < 0) best = s;
     }
     free(c), free(mean), free(meanf);

@@ -212,7 +212,10 @@ static ap_status select_clusters(const condensed *C, int32_t n, int allow_single
 /* Each point's kept cluster (its id in the condensed tree) or -1. */
 static void assign(const condensed *C, int32_t n, const uint8_t *selected, int32_t *owner, int32_t *label) {
     owner[0] = selected[0] ? 0 : -1;
-    for (int32_t c = 1; c < C->nclusters; c++) owner[c] = owner[C->parent[c]] >= 0 ? owner[C->parent[c]] : selected[c] ? c : -1;
+    for (int32_t c = 1; c < C->nclusters; c++) {
+        int32_t up = owner[C->parent[c]];
+        owner[c] = up >= 0 ? up : selected[c] ? c : -1;
+    }
     double root_max = 0; /* largest lambda at which anything left the root */
     for (int32_t c = 1; c < C->nclusters; c++)
         if (C->parent[c] == 0 && C->birth[c] > root_max) root_max = C->birth[c];
@@ -254,7 +257,8 @@ static void glosh(const condensed *C, int32_t n, double *deaths, float *out) {
 /* ---- the public entry ---- */
 
 static ap_status check_params(int64_t n, int d, const ap_hdbscan_params *p, ap_error *err) {
-    if (n < 1 || n > INT32_MAX / 2) return ap_fail(err, AP_ERR_ARG, "x: %lld points; HDBSCAN takes 1..%d", (long long)n, INT32_MAX / 2);
+    if (n < 1 || n > INT32_MAX / 2)
+        return ap_fail(err, AP_ERR_ARG, "x: %lld points; HDBSCAN takes 1..%d", (long long)n, INT32_MAX / 2);
     if (d < 1) return ap_fail(err, AP_ERR_ARG, "x: %d dimensions; at least 1 is needed", d);
     if (p->min_cluster_size < 2)
         return ap_fail(err, AP_ERR_ARG, "min_cluster_size is %d; it must be at least 2", p->min_cluster_size);
@@ -282,7 +286,8 @@ static ap_status widen(const float *x, int64_t n, int d, ap_metric metric, doubl
             s += v * v;
         }
         if (metric != AP_METRIC_COSINE) continue;
-        if (!(s > 0)) return ap_fail(err, AP_ERR_ARG, "x: row %lld is all zeros, which has no cosine distance", (long long)i);
+        if (!(s > 0))
+            return ap_fail(err, AP_ERR_ARG, "x: row %lld is all zeros, which has no cosine distance", (long long)i);
         for (int k = 0; k < d; k++) out[(size_t)i * d + k] /= sqrt(s);
     }
     return AP_OK;
