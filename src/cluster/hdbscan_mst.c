@@ -62,6 +62,7 @@ typedef struct kd_tree {
     const double *x;
     int d;
     int32_t *idx;
+    double *xs;      /* the points in tree order, xs[r] = x[idx[r]]: a leaf's points are contiguous in memory */
     kd_node *nodes;
     int32_t nnodes;
     double *lo, *hi; /* bounding box of each node, [nnodes, d] */
@@ -69,6 +70,7 @@ typedef struct kd_tree {
 
 static void kd_free(kd_tree *t) {
     free(t->idx);
+    free(t->xs);
     free(t->nodes);
     free(t->lo);
     free(t->hi);
@@ -142,12 +144,14 @@ static ap_status kd_build(kd_tree *t, const double *x, int32_t n, int d, ap_erro
     t->nodes = ap_malloc((size_t)cap * sizeof *t->nodes, err);
     t->lo = ap_malloc((size_t)cap * d * sizeof *t->lo, err);
     t->hi = ap_malloc((size_t)cap * d * sizeof *t->hi, err);
-    if (!t->idx || !t->nodes || !t->lo || !t->hi) {
+    t->xs = ap_malloc((size_t)n * d * sizeof *t->xs, err);
+    if (!t->idx || !t->nodes || !t->lo || !t->hi || !t->xs) {
         kd_free(t);
         return AP_ERR_NOMEM;
     }
     for (int32_t i = 0; i < n; i++) t->idx[i] = i;
     kd_build_node(t, 0, n);
+    for (int32_t r = 0; r < n; r++) memcpy(t->xs + (size_t)r * d, x + (size_t)t->idx[r] * d, (size_t)d * sizeof *x);
     return AP_OK;
 }
 
@@ -199,7 +203,7 @@ static void knn_search(const kd_tree *t, int32_t node, const double *p, knn_heap
     const kd_node *nd = &t->nodes[node];
     if (nd->left < 0) {
         for (int32_t i = nd->start; i < nd->end; i++)
-            heap_push(h, dist2(p, t->x + (size_t)t->idx[i] * t->d, t->d), t->idx[i]);
+            heap_push(h, dist2(p, t->xs + (size_t)i * t->d, t->d), t->idx[i]);
         return;
     }
     double gl = box_gap2(t, nd->left, p), gr = box_gap2(t, nd->right, p);
@@ -225,11 +229,14 @@ static int thread_num(void) {
 #endif
 }
 
+/* Queries in the tree's order: neighbouring queries visit the same nodes,
+ * which then stay in cache. */
 static void core_from_tree(const kd_tree *t, int32_t n, int k, double *core2, int32_t *knn, double *scratch) {
 #pragma omp parallel for schedule(dynamic, 64)
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t r = 0; r < n; r++) {
+        int32_t i = t->idx[r];
         knn_heap h = {scratch + (size_t)thread_num() * (size_t)k, knn + (size_t)i * k, k, 0};
-        knn_search(t, 0, t->x + (size_t)i * t->d, &h);
+        knn_search(t, 0, t->xs + (size_t)r * t->d, &h);
         core2[i] = h.v[0];
     }
 }
@@ -330,10 +337,13 @@ static void boruvka_search(const boruvka *B, int32_t node, int32_t p, hd_edge *b
     int32_t cp = B->comp[p];
     if (B->node_comp[node] == cp || node_bound(B, node, p) > best->w) return;
     if (nd->left < 0) {
+        const double *xp = B->t->x + (size_t)p * B->t->d;
         for (int32_t i = nd->start; i < nd->end; i++) {
             int32_t q = B->t->idx[i];
             if (B->comp[q] == cp) continue;
-            hd_edge e = make_edge(reach2(B->t->x, B->t->d, B->core2, p, q), p, q);
+            double w = dist2(xp, B->t->xs + (size_t)i * B->t->d, B->t->d);
+            w = fmax(w, fmax(B->core2[p], B->core2[q])); /* = reach2(p, q) */
+            hd_edge e = make_edge(w, p, q);
             if (hd_edge_less(&e, best)) *best = e;
         }
         return;
@@ -344,13 +354,14 @@ static void boruvka_search(const boruvka *B, int32_t node, int32_t p, hd_edge *b
     boruvka_search(B, gl <= gr ? nd->right : nd->left, p, best);
 }
 
-/* Points grouped by component: members[first[c] .. first[c + 1]) in
- * increasing index (a counting sort of comp). */
-static void group_members(const int32_t *comp, int32_t n, int32_t *first, int32_t *members) {
+/* Points grouped by component: members[first[c] .. first[c + 1]) in the
+ * tree's order (a counting sort of comp), so that consecutive searches
+ * start near each other. */
+static void group_members(const kd_tree *t, const int32_t *comp, int32_t n, int32_t *first, int32_t *members) {
     memset(first, 0, ((size_t)n + 1) * sizeof *first);
     for (int32_t p = 0; p < n; p++) first[comp[p] + 1]++;
     for (int32_t c = 0; c < n; c++) first[c + 1] += first[c];
-    for (int32_t p = 0; p < n; p++) members[first[comp[p]]++] = p;
+    for (int32_t r = 0; r < n; r++) members[first[comp[t->idx[r]]]++] = t->idx[r];
     for (int32_t c = n; c > 0; c--) first[c] = first[c - 1];
     first[0] = 0;
 }
@@ -403,7 +414,7 @@ static ap_status mst_boruvka(const double *x, int32_t n, int d, const double *co
     for (int32_t i = 0; st == AP_OK && i < n; i++) parent[i] = B.comp[i] = i, lower[i] = core2[i];
     for (int round = 0; st == AP_OK && found < n - 1; round++) {
         node_summaries(&B, 0, round == 0);
-        group_members(B.comp, n, first, members);
+        group_members(&t, B.comp, n, first, members);
 #pragma omp parallel for schedule(dynamic, 1)
         for (int32_t c = 0; c < n; c++)
             comp_best[c] = first[c + 1] > first[c]
