@@ -439,6 +439,42 @@ static void test_disconnected_components(void **state) {
     free(emb);
 }
 
+/* Two components with dim = 8: a blob of 40 points embedded spectrally
+ * around the anchor +e0, and one of 12 (< 2 dim) placed at random around -e0,
+ * each within half the anchors' distance (1) of its anchor. */
+static void test_small_component_random(void **state) {
+    (void)state;
+    const int n = 52, d = 4, k = 10, dim = 8;
+    ap_rng rng;
+    ap_rng_seed(&rng, 4);
+    float *x = malloc(sizeof(float) * n * d);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < d; t++) x[i * d + t] = (i >= 40 && t == 0 ? 1000.0f : 0.0f) + (float)ap_rng_normal(&rng);
+    knn_rows rows;
+    TU_OK(knn_rows_init(&rows, x, n, d, AP_METRIC_EUCLIDEAN, tu_err()));
+    int32_t *idx = malloc(sizeof(int32_t) * n * k);
+    float *dist = malloc(sizeof(float) * n * k), *init = malloc(sizeof(float) * n * dim);
+    TU_OK(knn_search(&rows, k, AP_KNN_EXACT, 0, idx, dist, tu_err()));
+    umap_graph g;
+    TU_OK(umap_fuzzy_graph(idx, dist, n, k, &g, tu_err()));
+    umap_init_kind how;
+    TU_OK(umap_spectral_layout(&g, &rows, dim, 1, init, &how, tu_err()));
+    assert_int_equal(how, UMAP_INIT_COMPONENTS);
+    for (int i = 0; i < n; i++) {
+        const float anchor0 = i < 40 ? 1.0f : -1.0f;
+        for (int e = 0; e < dim; e++) {
+            float off = init[i * dim + e] - (e == 0 ? anchor0 : 0.0f);
+            assert_true(isfinite(off) && fabsf(off) <= 1.0f + 1e-6f);
+        }
+    }
+    umap_graph_free(&g);
+    knn_rows_free(&rows);
+    free(x);
+    free(idx);
+    free(dist);
+    free(init);
+}
+
 /* ---- bad input ---- */
 
 static void expect_error(ap_status st, const char *needle) {
@@ -501,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_digits_cosine_and_threads),
         cmocka_unit_test(test_digits_euclidean),
         cmocka_unit_test(test_disconnected_components),
+        cmocka_unit_test(test_small_component_random),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
