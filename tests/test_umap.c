@@ -29,6 +29,15 @@ static double json_num(const cJSON *o, const char *key) {
     return v->valuedouble;
 }
 
+/* n x d standard normal values (malloc'ed). */
+static float *gaussian_points(int n, int d, uint64_t seed) {
+    ap_rng rng;
+    ap_rng_seed(&rng, seed);
+    float *x = malloc(sizeof(float) * n * d);
+    for (int i = 0; i < n * d; i++) x[i] = (float)ap_rng_normal(&rng);
+    return x;
+}
+
 /* ---- a/b ---- */
 
 static void test_ab_fit(void **state) {
@@ -77,11 +86,8 @@ static void test_smooth_knn_by_hand(void **state) {
 static void test_fuzzy_union_dense(void **state) {
     (void)state;
     const int n = 60, d = 5, k = 7;
-    ap_rng rng;
-    ap_rng_seed(&rng, 3);
-    float *x = malloc(sizeof(float) * n * d), *dist = malloc(sizeof(float) * n * k);
+    float *x = gaussian_points(n, d, 3), *dist = malloc(sizeof(float) * n * k);
     int32_t *idx = malloc(sizeof(int32_t) * n * k);
-    for (int i = 0; i < n * d; i++) x[i] = (float)ap_rng_normal(&rng);
     TU_OK(ap_knn(x, n, d, k, AP_METRIC_EUCLIDEAN, AP_KNN_EXACT, 0, idx, dist, tu_err()));
     double sigma[60], rho[60], *A = calloc((size_t)n * n, sizeof(double));
     umap_smooth_knn(dist, n, k, sigma, rho);
@@ -138,11 +144,8 @@ static double brute_dist(const float *x, int d, int i, int j, ap_metric m) {
 
 static void check_exact_knn(ap_metric metric) {
     const int n = 300, d = 17, k = 9;
-    ap_rng rng;
-    ap_rng_seed(&rng, 11);
-    float *x = malloc(sizeof(float) * n * d), *dist = malloc(sizeof(float) * n * k);
+    float *x = gaussian_points(n, d, 11), *dist = malloc(sizeof(float) * n * k);
     int32_t *idx = malloc(sizeof(int32_t) * n * k);
-    for (int i = 0; i < n * d; i++) x[i] = (float)ap_rng_normal(&rng);
     for (int i = 10; i < 14; i++) memcpy(x + i * d, x + 5 * d, sizeof(float) * d); /* ties at distance 0 */
     TU_OK(ap_knn(x, n, d, k, metric, AP_KNN_EXACT, 0, idx, dist, tu_err()));
     ranked *all = malloc(sizeof(ranked) * n);
@@ -400,26 +403,35 @@ static void test_digits_euclidean(void **state) {
 
 /* ---- disconnected graphs ---- */
 
+/* The initial layout of x [n, d] (euclidean, k neighbours) into init
+ * [n, dim], and how it was made. */
+static umap_init_kind initial_layout(const float *x, int n, int d, int k, int dim, float *init) {
+    knn_rows rows;
+    TU_OK(knn_rows_init(&rows, x, n, d, AP_METRIC_EUCLIDEAN, tu_err()));
+    int32_t *idx = malloc(sizeof(int32_t) * n * k);
+    float *dist = malloc(sizeof(float) * n * k);
+    TU_OK(knn_search(&rows, k, AP_KNN_EXACT, 0, idx, dist, tu_err()));
+    umap_graph g;
+    TU_OK(umap_fuzzy_graph(idx, dist, n, k, &g, tu_err()));
+    umap_init_kind how;
+    TU_OK(umap_spectral_layout(&g, &rows, dim, 1, init, &how, tu_err()));
+    umap_graph_free(&g);
+    knn_rows_free(&rows);
+    free(idx);
+    free(dist);
+    return how;
+}
+
 /* Three far-apart tight blobs: three components laid out apart, and every
  * point's nearest neighbours in the embedding are of its own blob. */
 static void test_disconnected_components(void **state) {
     (void)state;
     const int n = 150, d = 6, k = 10;
-    ap_rng rng;
-    ap_rng_seed(&rng, 8);
-    float *x = malloc(sizeof(float) * n * d);
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < d; t++) x[i * d + t] = (t == i % 3 ? 100.0f : 0.0f) + (float)ap_rng_normal(&rng);
-    knn_rows rows;
-    TU_OK(knn_rows_init(&rows, x, n, d, AP_METRIC_EUCLIDEAN, tu_err()));
+    float *x = gaussian_points(n, d, 8);
+    for (int i = 0; i < n; i++) x[i * d + i % 3] += 100.0f;
     int32_t *idx = malloc(sizeof(int32_t) * n * k);
     float *dist = malloc(sizeof(float) * n * k), *init = malloc(sizeof(float) * n * 2);
-    TU_OK(knn_search(&rows, k, AP_KNN_EXACT, 0, idx, dist, tu_err()));
-    umap_graph g;
-    TU_OK(umap_fuzzy_graph(idx, dist, n, k, &g, tu_err()));
-    umap_init_kind how;
-    TU_OK(umap_spectral_layout(&g, &rows, 2, 1, init, &how, tu_err()));
-    assert_int_equal(how, UMAP_INIT_COMPONENTS);
+    assert_int_equal(initial_layout(x, n, d, k, 2, init), UMAP_INIT_COMPONENTS);
     ap_umap_params p;
     ap_umap_params_default(&p);
     p.metric = AP_METRIC_EUCLIDEAN;
@@ -430,13 +442,32 @@ static void test_disconnected_components(void **state) {
     TU_OK(ap_knn(emb, n, 2, k, AP_METRIC_EUCLIDEAN, AP_KNN_EXACT, 0, idx, dist, tu_err()));
     for (int i = 0; i < n; i++)
         for (int c = 0; c < k; c++) assert_int_equal(idx[i * k + c] % 3, i % 3);
-    umap_graph_free(&g);
-    knn_rows_free(&rows);
     free(x);
     free(idx);
     free(dist);
     free(init);
     free(emb);
+}
+
+/* Two components with dim = 8: a blob of 40 points embedded spectrally
+ * around the anchor +e0, and one of 12 (< 2 dim) placed at random around -e0,
+ * each within half the anchors' distance (1) of its anchor. */
+static void test_small_component_random(void **state) {
+    (void)state;
+    const int n = 52, d = 4, k = 10, dim = 8;
+    float *x = gaussian_points(n, d, 4);
+    for (int i = 40; i < n; i++) x[i * d] += 1000.0f;
+    float *init = malloc(sizeof(float) * n * dim);
+    assert_int_equal(initial_layout(x, n, d, k, dim, init), UMAP_INIT_COMPONENTS);
+    for (int i = 0; i < n; i++) {
+        const float anchor0 = i < 40 ? 1.0f : -1.0f;
+        for (int e = 0; e < dim; e++) {
+            float off = init[i * dim + e] - (e == 0 ? anchor0 : 0.0f);
+            assert_true(isfinite(off) && fabsf(off) <= 1.0f + 1e-6f);
+        }
+    }
+    free(x);
+    free(init);
 }
 
 /* ---- bad input ---- */
@@ -459,21 +490,15 @@ static void test_bad_input(void **state) {
     ap_umap_params p;
     ap_umap_params_default(&p);
     expect_error(ap_umap(x, 20, d, &p, out, tu_err()), "needs more than 20");
-    p.n_components = 0;
-    expect_error(ap_umap(x, n, d, &p, out, tu_err()), "n_components");
-    ap_umap_params_default(&p);
-    p.n_neighbors = 1;
-    expect_error(ap_umap(x, n, d, &p, out, tu_err()), "n_neighbors");
-    ap_umap_params_default(&p);
-    p.min_dist = 2;
-    expect_error(ap_umap(x, n, d, &p, out, tu_err()), "min_dist");
-    ap_umap_params_default(&p);
-    p.spread = 0;
-    expect_error(ap_umap(x, n, d, &p, out, tu_err()), "spread");
-    ap_umap_params_default(&p);
-    p.n_epochs = -1;
-    expect_error(ap_umap(x, n, d, &p, out, tu_err()), "n_epochs");
-    ap_umap_params_default(&p);
+    ap_umap_params bad[5];
+    for (int i = 0; i < 5; i++) ap_umap_params_default(&bad[i]);
+    bad[0].n_components = 0;
+    bad[1].n_neighbors = 1;
+    bad[2].min_dist = 2;
+    bad[3].spread = 0;
+    bad[4].n_epochs = -1;
+    const char *named[5] = {"n_components", "n_neighbors", "min_dist", "spread", "n_epochs"};
+    for (int i = 0; i < 5; i++) expect_error(ap_umap(x, n, d, &bad[i], out, tu_err()), named[i]);
     x[7 * d + 2] = NAN;
     expect_error(ap_umap(x, n, d, &p, out, tu_err()), "x: row 7, column 2 is NaN");
     x[7 * d + 2] = INFINITY;
@@ -501,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_digits_cosine_and_threads),
         cmocka_unit_test(test_digits_euclidean),
         cmocka_unit_test(test_disconnected_components),
+        cmocka_unit_test(test_small_component_random),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
