@@ -226,7 +226,6 @@ static void test_kill_and_resume(void **state) {
     free(ref), free(g_base), free(g_work);
 }
 
-
 int main(void) {
     /* small data: a second thread only adds waiting on a loaded machine */
     setenv("OMP_NUM_THREADS", "1", 1);
