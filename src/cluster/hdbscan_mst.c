@@ -9,9 +9,10 @@
  * then searching the kd-tree from each of its points (but those known to
  * have no lighter edge), pruning subtrees that lie inside the component or
  * whose lower bound max(core[p], the box's smallest core distance, distance
- * to the box) exceeds the best edge so far. Weights are compared squared (no square roots in the inner loops;
- * the square root is monotone and correctly rounded, so the distances
- * that come out are exactly max(core[a], core[b], |x_a - x_b|)). Edges
+ * to the box) exceeds the best edge so far. Weights are compared squared
+ * (no square roots in the inner loops; the square root is monotone and
+ * correctly rounded, so the distances that come out are exactly
+ * max(core[a], core[b], |x_a - x_b|)). Edges
  * compare by (w, a, b), a strict total order, so both algorithms return
  * the same, unique tree whatever the thread count. */
 #include "hdbscan_internal.h"
