@@ -119,13 +119,7 @@ static cJSON *run_json(const iv_exp *x, int r) {
     for (int i = 0; i < run->n_heads; i++) {
         const ap_head_shap *h = &x->shap[run->heads[i]];
         ranked += ap_iv_head_ranked(run->setting, h);
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "layer", h->layer);
-        cJSON_AddNumberToObject(e, "head", h->head);
-        cJSON_AddNumberToObject(e, "mean_pos", h->mean_pos);
-        cJSON_AddNumberToObject(e, "mean_neg", h->mean_neg);
-        cJSON_AddNumberToObject(e, "mean_total", h->mean_total);
-        cJSON_AddItemToArray(heads, e);
+        cJSON_AddItemToArray(heads, ap_head_shap_json(h));
     }
     if (run->setting == AP_IV_POS_ONLY || run->setting == AP_IV_NEG_ONLY) cJSON_AddNumberToObject(o, "ranked", ranked);
     else cJSON_AddNullToObject(o, "ranked");
