@@ -19,6 +19,7 @@
 #define APMAE_CLASSIFY_H
 
 #include "apmae/base.h"
+#include "apmae/io.h"
 
 /* ---- Gradient-boosted trees (XGBoost) --------------------------------------------------------- */
 
@@ -94,6 +95,10 @@ typedef struct ap_head_shap {
      * mean_pos + mean_neg = mean_total. */
     double mean_pos, mean_neg, mean_total, mean_abs;
 } ap_head_shap;
+
+/* One head's figures as results.json writes them: {"layer", "head",
+ * "mean_pos", "mean_neg", "mean_total", "mean_abs"}. */
+cJSON *ap_head_shap_json(const ap_head_shap *h);
 
 typedef struct ap_cv_result {
     int folds, repeats;

@@ -49,6 +49,34 @@ typedef struct ap_extract_report {
     double embed_seconds;            /* ... and in AP-MAE encoding (streaming mode) */
 } ap_extract_report;
 
+/* ---- Scenario files (JSONL of `apmae mine`, docs/mining.md) ---- */
+
+/* One scenario as extraction and the interventions need it. */
+typedef struct ap_scenario {
+    char *id, *task, *source;
+    int64_t start, end, seed;
+    int32_t label; /* first target token; -1: none (noise) */
+    int32_t *ids;  /* the model input [n] */
+    int n;
+} ap_scenario;
+
+/* Parse one line; errors name path:lineno. */
+ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario *s, ap_error *err);
+void ap_scenario_clear(ap_scenario *s);
+
+/* Reads a scenarios file line by line (empty lines skipped). */
+typedef struct ap_scenario_reader {
+    FILE *f;
+    const char *path;
+    char *line;
+    size_t cap;
+    int64_t lineno;
+} ap_scenario_reader;
+ap_status ap_scenario_reader_open(ap_scenario_reader *r, const char *path, ap_error *err);
+/* The next scenario into s (clear it after use); *has = 0 at the end. */
+ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario *s, int *has, ap_error *err);
+void ap_scenario_reader_close(ap_scenario_reader *r);
+
 /* Last-position statistics from the logits row [V]: log-probability of label
  * (NaN when label < 0), entropy in nats, largest probability, argmax. */
 void ap_last_token_stats(const float *logits, int V, int32_t label, float *logprob, float *entropy, float *max_prob,

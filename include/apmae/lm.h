@@ -68,12 +68,25 @@ typedef struct ap_lm_forward_opts {
     const uint8_t *ablate;
     /* Compute logits only at the last position (logits is [V] then). */
     int last_only;
+    /* Reusing the layers before an ablation (docs/lm.md "Starting at a later
+     * layer"). residuals_out: when non-NULL, receives the residual stream
+     * entering each layer the pass runs, [L, T, D] (layer l at l*T*D).
+     * start_layer > 0: skip the embedding and layers 0..start_layer-1 and
+     * start from start_residual [T, D], the stream entering start_layer as an
+     * earlier pass over the same ids captured it; the result is then bit for
+     * bit that of the whole pass, provided nothing before start_layer is
+     * ablated. */
+    float *residuals_out;
+    int start_layer;
+    const float *start_residual;
 } ap_lm_forward_opts;
 
 /* Forward pass over ids[0..T). logits: [T, V] (or [V] with last_only), may be
  * NULL. attentions: [L, H, T, T] float32 probabilities (zeros above the
- * diagonal and outside the sliding window), may be NULL. Ids outside the
- * vocabulary and T outside 1..max_T are AP_ERR_RANGE errors. */
+ * diagonal and outside the sliding window), may be NULL; with start_layer > 0
+ * only the layers run are written. Ids outside the vocabulary and T outside
+ * 1..max_T are AP_ERR_RANGE errors; a start_layer outside 0..L-1, or > 0
+ * without start_residual, is AP_ERR_ARG. */
 ap_status ap_lm_forward(const ap_lm *lm, ap_lm_state *s, const int32_t *ids, int T, const ap_lm_forward_opts *opts,
                         float *logits, float *attentions, ap_error *err);
 

@@ -159,19 +159,20 @@ static cJSON *pair(double a, double b) {
     return v;
 }
 
+cJSON *ap_head_shap_json(const ap_head_shap *h) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "layer", h->layer);
+    cJSON_AddNumberToObject(e, "head", h->head);
+    cJSON_AddNumberToObject(e, "mean_pos", h->mean_pos);
+    cJSON_AddNumberToObject(e, "mean_neg", h->mean_neg);
+    cJSON_AddNumberToObject(e, "mean_total", h->mean_total);
+    cJSON_AddNumberToObject(e, "mean_abs", h->mean_abs);
+    return e;
+}
+
 static cJSON *heads_json(const ap_head_shap *heads, int n) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) {
-        const ap_head_shap *h = &heads[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "layer", h->layer);
-        cJSON_AddNumberToObject(e, "head", h->head);
-        cJSON_AddNumberToObject(e, "mean_pos", h->mean_pos);
-        cJSON_AddNumberToObject(e, "mean_neg", h->mean_neg);
-        cJSON_AddNumberToObject(e, "mean_total", h->mean_total);
-        cJSON_AddNumberToObject(e, "mean_abs", h->mean_abs);
-        cJSON_AddItemToArray(a, e);
-    }
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, ap_head_shap_json(&heads[i]));
     return a;
 }
 

@@ -21,6 +21,7 @@ static const verb k_verbs[] = {
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
     {"cluster", cmd_cluster, "recurring patterns: UMAP + HDBSCAN per head into the store; list, exemplar sheets"},
     {"classify", cmd_classify, "predict correctness from the per-head cluster ids; baselines, intervals, SHAP per head"},
+    {"intervene", cmd_intervene, "switch heads off by their SHAP ranking; flips and accuracy per setting and n"},
 };
 
 static void print_usage(FILE *out) {

@@ -9,7 +9,6 @@
 
 #include "apmae/lm.h"
 #include "apmae/store.h"
-#include "scenarios.h"
 
 #define EX_DEFAULT_COMMIT_EVERY 256
 #define EX_MAX_TASKS 64
@@ -66,12 +65,12 @@ typedef struct scan_result {
 
 static ap_status scan_scenarios(const char *path, scan_result *sr, ap_error *err) {
     memset(sr, 0, sizeof *sr);
-    ex_reader r;
-    ap_status st = ex_reader_open(&r, path, err);
+    ap_scenario_reader r;
+    ap_status st = ap_scenario_reader_open(&r, path, err);
     if (st) return st;
-    ex_scenario s;
+    ap_scenario s;
     int has = 1;
-    while (!(st = ex_reader_next(&r, &s, &has, err)) && has) {
+    while (!(st = ap_scenario_reader_next(&r, &s, &has, err)) && has) {
         if (sr->lines == 0) sr->n_tokens = s.n;
         if (s.n != sr->n_tokens) {
             st = ap_fail(err, AP_ERR_FORMAT, "%s:%lld: %d input ids, but earlier scenarios have %d", path,
@@ -82,11 +81,11 @@ static ap_status scan_scenarios(const char *path, scan_result *sr, ap_error *err
         size_t k = 0;
         while (k < sr->nseeds && sr->seeds[k] != s.seed) k++;
         if (k == sr->nseeds && k < sizeof sr->seeds / sizeof sr->seeds[0]) sr->seeds[sr->nseeds++] = s.seed;
-        ex_scenario_clear(&s);
+        ap_scenario_clear(&s);
         if (st) break;
         sr->lines++;
     }
-    ex_reader_close(&r);
+    ap_scenario_reader_close(&r);
     if (!st && sr->lines == 0) st = ap_fail(err, AP_ERR_FORMAT, "%s: no scenarios", path);
     return st;
 }
@@ -219,7 +218,7 @@ typedef struct extractor {
 } extractor;
 
 /* Run one scenario and keep it if its group still wants it. */
-static ap_status handle_scenario(extractor *x, const ex_scenario *s, int64_t index, int64_t noise_ordinal,
+static ap_status handle_scenario(extractor *x, const ap_scenario *s, int64_t index, int64_t noise_ordinal,
                                  const char *path, int64_t lineno, ap_error *err) {
     int t = task_index(&x->counts, s->task);
     if (t < 0) return ap_fail(err, AP_ERR_FORMAT, "%s:%lld: too many tasks", path, (long long)lineno);
@@ -283,8 +282,8 @@ static ap_status commit(extractor *x, int64_t consumed, ap_error *err) {
  * kill at any later moment. */
 static ap_status run_loop(extractor *x, ap_error *err) {
     const ap_extract_options *o = x->opt;
-    ex_reader r;
-    ap_status st = ex_reader_open(&r, o->scenarios_path, err);
+    ap_scenario_reader r;
+    ap_status st = ap_scenario_reader_open(&r, o->scenarios_path, err);
     if (st) return st;
     int64_t consumed = ap_store_cursor(x->store);
     int every = o->commit_every > 0 ? o->commit_every : EX_DEFAULT_COMMIT_EVERY;
@@ -292,13 +291,13 @@ static ap_status run_loop(extractor *x, ap_error *err) {
     ap_progress bar;
     ap_progress_begin(&bar, "extract", x->rep->lines);
     double t_start = ap_now(), t_commit = t_start;
-    ex_scenario s;
+    ap_scenario s;
     int has = 1;
     char text[160];
-    for (int64_t line = 0; !(st = ex_reader_next(&r, &s, &has, err)) && has; line++) {
+    for (int64_t line = 0; !(st = ap_scenario_reader_next(&r, &s, &has, err)) && has; line++) {
         int64_t noise_ordinal = s.label < 0 ? x->counts.noise_seen++ : -1;
         if (line < consumed || line % shard_count(o) != shard_index(o)) { /* an earlier run's, or another shard's */
-            ex_scenario_clear(&s);
+            ap_scenario_clear(&s);
             if (line >= consumed) consumed = line + 1;
             continue;
         }
@@ -315,14 +314,14 @@ static ap_status run_loop(extractor *x, ap_error *err) {
             progress_text(x, s.task, text, sizeof text);
             ap_progress_update(&bar, consumed, text);
         }
-        ex_scenario_clear(&s);
+        ap_scenario_clear(&s);
         if (st) break;
     }
     if (!st && !(st = commit(x, consumed, err))) ap_progress_update(&bar, consumed, NULL);
     x->rep->seconds = ap_now() - t_start;
     x->rep->consumed = consumed;
     ap_progress_end(&bar, NULL);
-    ex_reader_close(&r);
+    ap_scenario_reader_close(&r);
     return st;
 }
 

@@ -1,10 +1,12 @@
 /* Reading the scenario JSONL that `apmae mine` writes. */
-#include "scenarios.h"
+#define _POSIX_C_SOURCE 200809L
+#include "apmae/extract.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
-void ex_scenario_clear(ex_scenario *s) {
+void ap_scenario_clear(ap_scenario *s) {
     free(s->id);
     free(s->task);
     free(s->source);
@@ -30,7 +32,7 @@ static int64_t int_or(const cJSON *o, const char *key, int64_t dflt) {
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
 }
 
-static ap_status parse_ids(const cJSON *o, ex_scenario *s, const char *where, ap_error *err) {
+static ap_status parse_ids(const cJSON *o, ap_scenario *s, const char *where, ap_error *err) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "input_ids");
     if (!cJSON_IsArray(arr)) return ap_fail(err, AP_ERR_FORMAT, "%s: missing array 'input_ids'", where);
     int n = cJSON_GetArraySize(arr);
@@ -48,7 +50,7 @@ static ap_status parse_ids(const cJSON *o, ex_scenario *s, const char *where, ap
     return AP_OK;
 }
 
-ap_status ex_scenario_parse(const char *line, const char *path, int64_t lineno, ex_scenario *s, ap_error *err) {
+ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario *s, ap_error *err) {
     memset(s, 0, sizeof *s);
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
@@ -61,13 +63,13 @@ ap_status ex_scenario_parse(const char *line, const char *path, int64_t lineno, 
     if ((st = copy_string(o, "id", 1, &s->id, where, err)) || (st = copy_string(o, "task", 1, &s->task, where, err)) ||
         (st = copy_string(o, "source", 0, &s->source, where, err)) || (st = parse_ids(o, s, where, err))) {
         cJSON_Delete(o);
-        ex_scenario_clear(s);
+        ap_scenario_clear(s);
         return st;
     }
     const cJSON *label = cJSON_GetObjectItemCaseSensitive(o, "label_id");
     if (label && !cJSON_IsNull(label) && !cJSON_IsNumber(label)) {
         cJSON_Delete(o);
-        ex_scenario_clear(s);
+        ap_scenario_clear(s);
         return ap_fail(err, AP_ERR_FORMAT, "%s: label_id must be an integer or null", where);
     }
     s->label = cJSON_IsNumber(label) ? (int32_t)label->valuedouble : -1;
@@ -78,7 +80,7 @@ ap_status ex_scenario_parse(const char *line, const char *path, int64_t lineno, 
     return AP_OK;
 }
 
-ap_status ex_reader_open(ex_reader *r, const char *path, ap_error *err) {
+ap_status ap_scenario_reader_open(ap_scenario_reader *r, const char *path, ap_error *err) {
     memset(r, 0, sizeof *r);
     r->f = fopen(path, "r");
     if (!r->f) return ap_fail_errno(err, AP_ERR_IO, "%s: cannot open scenarios", path);
@@ -87,7 +89,7 @@ ap_status ex_reader_open(ex_reader *r, const char *path, ap_error *err) {
 }
 
 /* Next non-empty line; *has = 0 at the end. */
-ap_status ex_reader_next(ex_reader *r, ex_scenario *s, int *has, ap_error *err) {
+ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario *s, int *has, ap_error *err) {
     for (;;) {
         ssize_t len = getline(&r->line, &r->cap, r->f);
         if (len < 0) {
@@ -98,11 +100,11 @@ ap_status ex_reader_next(ex_reader *r, ex_scenario *s, int *has, ap_error *err) 
         while (len > 0 && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r')) r->line[--len] = '\0';
         if (len == 0) continue;
         *has = 1;
-        return ex_scenario_parse(r->line, r->path, r->lineno, s, err);
+        return ap_scenario_parse(r->line, r->path, r->lineno, s, err);
     }
 }
 
-void ex_reader_close(ex_reader *r) {
+void ap_scenario_reader_close(ap_scenario_reader *r) {
     if (r->f) fclose(r->f);
     free(r->line);
     memset(r, 0, sizeof *r);

@@ -143,11 +143,21 @@ ap_status ap_lm_forward(const ap_lm *lm, ap_lm_state *s, const int32_t *ids, int
     if (st) return st;
     const ap_lm_config *c = &lm->cfg;
     int D = c->hidden_size, H = c->num_heads;
-    size_t esz = ap_dtype_size(lm->embed.dtype);
-    for (int t = 0; t < T; t++)
-        ap_to_f32(lm->embed.dtype, (const char *)lm->embed.data + (size_t)ids[t] * D * esz, s->h + (size_t)t * D,
-                  (size_t)D);
-    for (int l = 0; l < c->num_layers; l++) {
+    int start = opts ? opts->start_layer : 0;
+    float *residuals = opts ? opts->residuals_out : NULL;
+    if (start < 0 || start >= c->num_layers || (start > 0 && !opts->start_residual))
+        return ap_fail(err, AP_ERR_ARG, "start layer %d: needs 0..%d, and the residual stream entering it", start,
+                       c->num_layers - 1);
+    if (start > 0) {
+        memcpy(s->h, opts->start_residual, (size_t)T * D * sizeof(float));
+    } else {
+        size_t esz = ap_dtype_size(lm->embed.dtype);
+        for (int t = 0; t < T; t++)
+            ap_to_f32(lm->embed.dtype, (const char *)lm->embed.data + (size_t)ids[t] * D * esz,
+                      s->h + (size_t)t * D, (size_t)D);
+    }
+    for (int l = start; l < c->num_layers; l++) {
+        if (residuals) memcpy(residuals + (size_t)l * T * D, s->h, (size_t)T * D * sizeof(float));
         const uint8_t *ablate = opts && opts->ablate ? opts->ablate + (size_t)l * H : NULL;
         float *P = attentions ? attentions + (size_t)l * H * T * T : NULL;
         attention_block(lm, s, l, T, ablate, P);
