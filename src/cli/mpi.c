@@ -7,8 +7,9 @@
 #include <omp.h>
 #include <stdlib.h>
 
-/* Open MPI's mpirun sets this in every rank it starts. */
-int cli_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
+/* Open MPI's mpirun sets the first in every rank it starts; PMIx launchers
+ * (mpirun too, and SLURM's srun --mpi=pmix) the second. */
+int cli_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL; }
 
 static int env_int(const char *name, int fallback) {
     const char *v = getenv(name);
@@ -32,8 +33,11 @@ void cli_mpi_begin(int threads_given, ap_parallel *par) {
     *par = (ap_parallel){.rank = 0, .size = 1, .sum = mpi_sum};
     MPI_Comm_rank(MPI_COMM_WORLD, &par->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &par->size);
-    if (!threads_given) { /* the ranks on one machine share its cores */
-        int per_rank = ap_num_threads() / env_int("OMPI_COMM_WORLD_LOCAL_SIZE", par->size);
+    /* The ranks mpirun puts on one machine share its cores. (srun gives
+     * each task its own CPU set with --cpus-per-task, which OpenMP's
+     * default already follows.) */
+    if (!threads_given) {
+        int per_rank = ap_num_threads() / env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
         omp_set_num_threads(per_rank > 0 ? per_rank : 1);
     }
     if (par->rank != 0 && ap_log_get_level() > AP_LOG_WARN) ap_log_set_level(AP_LOG_WARN);
