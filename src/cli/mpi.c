@@ -1,11 +1,14 @@
 /* The MPI side of data parallelism: the ranks mpirun started become an
  * ap_parallel group whose sum is MPI_Allreduce (cli.h). */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "cli.h"
 
 #include <limits.h>
 #include <mpi.h>
 #include <omp.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Open MPI's mpirun sets the first in every rank it starts; PMIx launchers
  * (mpirun too, and SLURM's srun --mpi=pmix) the second. */
@@ -28,19 +31,31 @@ static ap_status mpi_sum(void *ctx, float *x, size_t n, ap_error *err) {
     return AP_OK;
 }
 
+/* The threads of one rank without --threads. A launcher that bound the
+ * rank to a CPU set sized it (Open MPI binds each rank to a core when it
+ * starts at most two, else to a socket; --map-by slot:PE=T gives T cores;
+ * srun --cpus-per-task): the rank keeps to its set. Unbound (mpirun
+ * --bind-to none), the ranks mpirun put on this machine share its threads
+ * (OMP_NUM_THREADS or all cores). */
+static int threads_per_rank(void) {
+    int n = ap_num_threads();
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < online)
+        n = n < CPU_COUNT(&set) ? n : CPU_COUNT(&set);
+    else
+        n /= env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    return n > 0 ? n : 1;
+}
+
 void cli_mpi_begin(int threads_given, ap_parallel *par) {
     MPI_Init(NULL, NULL);
     *par = (ap_parallel){.rank = 0, .size = 1, .sum = mpi_sum};
     MPI_Comm_rank(MPI_COMM_WORLD, &par->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &par->size);
-    /* The ranks mpirun puts on one machine share its cores. (srun gives
-     * each task its own CPU set with --cpus-per-task, which OpenMP's
-     * default already follows.) */
-    if (!threads_given) {
-        int per_rank = ap_num_threads() / env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
-        omp_set_num_threads(per_rank > 0 ? per_rank : 1);
-    }
+    if (!threads_given) omp_set_num_threads(threads_per_rank());
     if (par->rank != 0 && ap_log_get_level() > AP_LOG_WARN) ap_log_set_level(AP_LOG_WARN);
+    ap_info("MPI: %d ranks, rank 0 with %d threads", par->size, ap_num_threads());
 }
 
 ap_status cli_mpi_end(const ap_parallel *par, ap_status st, ap_error *err) {
