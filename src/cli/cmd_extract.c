@@ -96,7 +96,7 @@ static const cli_spec k_spec = {
         "--embeddings-only the patterns themselves are not kept. Under mpirun, rank K of R extracts shard K/R\n"
         "into STORE.h5.shard-K-of-R, and rank 0 merges the shards into STORE.h5 once all are done (then removes\n"
         "them); per-task quotas are split across the shards.",
-    .docs = "docs/store.md",
+    .docs = "docs/store.md,docs/scale.md",
     .flags = k_flags,
     .run = run_extract,
 };

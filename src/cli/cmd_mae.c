@@ -441,7 +441,7 @@ static const cli_spec k_train_spec = {
         "each rank takes its share of every batch of B (the same batches, order and masks as one process),\n"
         "the gradients are summed over the ranks, every rank takes the same step; rank 0 evaluates and\n"
         "writes DIR. --resume works likewise, with any number of ranks (docs/scale.md).",
-    .docs = "docs/mae.md",
+    .docs = "docs/mae.md,docs/scale.md",
     .flags = k_train_flags,
     .run = run_train,
 };
