@@ -58,7 +58,7 @@ static const cli_flag k_train_flags[] = {
     {"--resume", CLI_SWITCH, NULL, "continue the run in DIR from its last checkpoint (same options required)"},
     {"--compat", CLI_CHOICE, NULL, COMPAT_HELP, .choices = "default|reference", .def = "default"},
     {"--threads", CLI_INT, "T", "threads of this process (under mpirun: of each rank)", .range = "1..1024",
-     .def_note = "OMP_NUM_THREADS or all cores, shared by the ranks on a node"},
+     .def_note = "OMP_NUM_THREADS or all cores; under mpirun a rank's bound cores or its share (docs/scale.md)"},
     {0},
 };
 

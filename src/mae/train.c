@@ -448,7 +448,8 @@ static ap_status step_once(trainer *t, ap_status pending, double lr, float *loss
     if (t->size > 1 && (st = sum_over_ranks(t, loss, err))) return st;
     if ((st = ap_mae_adamw_step(t->m, lr, err))) return st;
     if (!isfinite(*loss))
-        return ap_fail(err, AP_ERR_INTERNAL, "the loss became %g at step %lld", (double)*loss, (long long)t->step + 1);
+        return ap_fail(err, AP_ERR_INTERNAL, "the loss became %g at step %lld", (double)*loss,
+                       (long long)t->step + 1);
     return AP_OK;
 }
 
@@ -512,7 +513,8 @@ static ap_status run(trainer *t, ap_mae_train_result *res, ap_error *err) {
             res->train_loss = loss_sum / (double)loss_n;
             loss_sum = 0, loss_n = 0;
         }
-        if (writer) st = report_step(t, res, task, loss, lr, ips, eval, last, progress ? &bar : NULL, t->step - start, err);
+        if (writer)
+            st = report_step(t, res, task, loss, lr, ips, eval, last, progress ? &bar : NULL, t->step - start, err);
     }
     if (!stopped_together) st = ap_parallel_agree(t->par, st, err);
     if (!stopped_together && !st && t->size > 1) st = check_ranks_agree(t, err);
