@@ -138,6 +138,30 @@ uint64_t ap_hash_mix(uint64_t a, uint64_t b);
 /* FNV-1a of len bytes. */
 uint64_t ap_hash_bytes(const void *data, size_t len);
 
+/* Data parallelism (docs/scale.md): this process is rank `rank` of `size`
+ * processes working on one job. `sum` adds x[n] element-wise over every rank
+ * in place, every rank receiving the same result (the CLI fills it with
+ * MPI_Allreduce, so the library needs no MPI); it is collective: every rank
+ * makes the same calls in the same order. A NULL group, or size 1, is a
+ * process alone. */
+typedef struct ap_parallel {
+    int rank, size;
+    ap_status (*sum)(void *ctx, float *x, size_t n, ap_error *err);
+    void *ctx;
+} ap_parallel;
+
+/* Collective: every rank passes its status. Returns st when this rank
+ * failed (its message kept), else an error naming the first rank that
+ * failed, else AP_OK, so that all ranks stop together and none waits for a
+ * rank that has given up. */
+ap_status ap_parallel_agree(const ap_parallel *p, ap_status st, ap_error *err);
+/* Collective: an error naming the first rank whose value differs from rank
+ * 0's (`what` names the value), else AP_OK. */
+ap_status ap_parallel_check_same(const ap_parallel *p, uint64_t value, const char *what, ap_error *err);
+/* The items [*lo, *lo + *n) of B that rank `rank` of `size` takes:
+ * consecutive shares, in rank order, whose sizes differ by at most one. */
+void ap_parallel_share(int B, int rank, int size, int *lo, int *n);
+
 /* Parsing helpers for CLI values; messages name `what` (e.g. "--ids"). */
 ap_status ap_parse_i64(const char *s, const char *what, int64_t *out, ap_error *err);
 ap_status ap_parse_f64(const char *s, const char *what, double *out, ap_error *err);

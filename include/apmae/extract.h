@@ -96,6 +96,17 @@ char *ap_shard_path(const char *store_path, int index, int count, ap_error *err)
  * offending shard. The store appears at out_path only once complete. */
 ap_status ap_extract_merge(const char *out_path, const char *const *shards, size_t n, int64_t *samples, ap_error *err);
 
+/* Extraction by the ranks of a group (docs/store.md, "Sharding and
+ * merging"): rank K of R extracts shard K/R into ap_shard_path(store, K, R);
+ * once every rank has succeeded, rank 0 merges the shards into the store and
+ * removes them. When a rank fails, nothing is merged and the shards stay, so
+ * the same call again resumes each of them. A store already at the path (an
+ * earlier merge) is left to rank 0 alone, which resumes it or reports it
+ * complete. par NULL or of size 1: ap_extract_run. opt must not ask for a
+ * shard itself. rep: this rank's own extraction. */
+ap_status ap_extract_run_ranks(const ap_extract_options *opt, const ap_parallel *par, ap_extract_report *rep,
+                               ap_error *err);
+
 /* ---- AP-MAE encoding of patterns (docs/mae.md "Encodings") ---- */
 
 typedef struct ap_embedder ap_embedder;

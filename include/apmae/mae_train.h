@@ -60,6 +60,14 @@ typedef struct ap_mae_train_options {
     int resume;
     int compat_reference;
     int progress;
+    /* Data parallelism (docs/scale.md); NULL: this process alone. Every rank
+     * calls ap_mae_train with the same options and reads the same store;
+     * each takes its share of every batch (the same batches, order and masks
+     * as a process alone), the ranks' gradients are summed, and every rank
+     * takes the same AdamW step. Rank 0 alone evaluates and writes DIR
+     * (checkpoints, log); --resume has every rank read DIR's state, so DIR
+     * must be reachable under the same path from every rank. */
+    const ap_parallel *parallel;
 } ap_mae_train_options;
 
 /* batch 60, holdout 0.05, heads "all", seed 0, eval_patterns 256. */

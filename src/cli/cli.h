@@ -128,6 +128,20 @@ const int64_t *cli_ints(const cli_args *a, const char *name, size_t *n);
  * the flag when an item does not fit. */
 ap_status cli_int32s(const cli_args *a, const char *name, int32_t **out, size_t *n, ap_error *err);
 
+/* MPI (src/cli/mpi.c, docs/scale.md). apmae initialises MPI only when an
+ * MPI launcher (Open MPI's mpirun, srun --mpi=pmix) started the process, so
+ * the plain binary runs alone without an MPI runtime; the library sees only
+ * an ap_parallel group. */
+int cli_mpi_launched(void);
+/* MPI_Init, and *par this process's rank of the job with MPI_Allreduce as
+ * its sum. Unless threads_given, each rank takes the CPU set the launcher
+ * bound it to or, unbound, its share of the node's threads (OMP_NUM_THREADS
+ * or all cores, over the ranks mpirun put on the node); ranks other than 0
+ * log only warnings and errors (one progress bar). */
+void cli_mpi_begin(int threads_given, ap_parallel *par);
+/* MPI_Finalize; an error st is prefixed with the rank. Returns st. */
+ap_status cli_mpi_end(const ap_parallel *par, ap_status st, ap_error *err);
+
 /* Verbs (registered in main.c). Each returns the process exit code. */
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);

@@ -4,11 +4,8 @@
 #include "apmae/extract.h"
 #include "cli.h"
 
-#include <mpi.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const cli_flag k_flags[] = {
     {"--model", CLI_PATH, "DIR", "StarCoder2 checkpoint directory", .required = 1},
@@ -65,85 +62,16 @@ static ap_status parse_options(const cli_args *a, ap_extract_options *o, ap_erro
     return AP_OK;
 }
 
-/* Open MPI's mpirun sets this in every rank it starts; a plain run never
- * initialises MPI. */
-static int launched_by_mpirun(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
-
-static int env_int(const char *name, int fallback) {
-    const char *v = getenv(name);
-    return v && atoi(v) > 0 ? atoi(v) : fallback;
-}
-
-/* Rank 0, after every rank finished its shard: merge the shards into the
- * store, then remove them. */
-static ap_status merge_shards(const ap_extract_options *o, int R, ap_error *err) {
-    char **paths = ap_calloc((size_t)R, sizeof *paths, err);
-    ap_status st = paths ? AP_OK : AP_ERR_NOMEM;
-    for (int k = 0; st == AP_OK && k < R; k++)
-        if (!(paths[k] = ap_shard_path(o->store_path, k, R, err))) st = AP_ERR_NOMEM;
-    int64_t n = 0;
-    if (st == AP_OK) st = ap_extract_merge(o->store_path, (const char *const *)paths, (size_t)R, &n, err);
-    if (st == AP_OK) ap_info("merged %d shards into %s: %lld samples", R, o->store_path, (long long)n);
-    for (int k = 0; k < R && paths; k++) {
-        if (st == AP_OK) unlink(paths[k]);
-        free(paths[k]);
-    }
-    free(paths);
-    return st;
-}
-
-/* Every rank extracts its shard; rank 0 merges once all succeeded. A store
- * already at --out (an earlier merge) is left to rank 0 alone: it says it
- * is complete, or resumes it. */
-static ap_status run_under_mpi(ap_extract_options *o, int threads_given, ap_error *err) {
-    int rank = 0, R = 1;
-    MPI_Init(NULL, NULL);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &R);
-    /* The ranks on one machine share its cores. */
-    if (!threads_given) {
-        int per_rank = ap_num_threads() / env_int("OMPI_COMM_WORLD_LOCAL_SIZE", R);
-        omp_set_num_threads(per_rank > 0 ? per_rank : 1);
-    }
-    if (rank != 0 && ap_log_get_level() > AP_LOG_WARN) ap_log_set_level(AP_LOG_WARN); /* one progress bar */
-    ap_extract_report rep;
-    ap_status st = AP_OK;
-    char *shard = NULL;
-    int merged = ap_path_exists(o->store_path), failed = 0, any_failed = 0;
-    if (merged || R == 1) {
-        if (rank == 0) st = ap_extract_run(o, &rep, err);
-    } else if (!(shard = ap_shard_path(o->store_path, rank, R, err))) {
-        st = AP_ERR_NOMEM;
-    } else {
-        ap_extract_options so = *o;
-        so.store_path = shard;
-        so.shard_index = rank;
-        so.shard_count = R;
-        st = ap_extract_run(&so, &rep, err);
-    }
-    if (st != AP_OK) ap_error_prefix(err, "rank %d of %d", rank, R);
-    failed = st != AP_OK;
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (shard && rank == 0 && st == AP_OK) {
-        st = any_failed ? ap_fail(err, AP_ERR_IO, "%s: not merged, as another rank failed (its error is above); run "
-                                  "the same command again to resume every shard", o->store_path)
-                        : merge_shards(o, R, err);
-    }
-    free(shard);
-    MPI_Finalize();
-    return st;
-}
-
-/* The ranks of mpirun, or this process alone. */
+/* The ranks of mpirun (a shard each, then rank 0 merges), or this process alone. */
 static ap_status run(ap_extract_options *o, int threads_given, ap_error *err) {
-    if (!launched_by_mpirun()) {
-        ap_extract_report rep;
-        return ap_extract_run(o, &rep, err);
-    }
+    ap_extract_report rep;
+    if (!cli_mpi_launched()) return ap_extract_run(o, &rep, err);
     if (o->shard_count > 1)
         return ap_fail(err, AP_ERR_ARG, "--shard K/R and mpirun exclude each other (under mpirun each rank takes "
                        "its own shard)");
-    return run_under_mpi(o, threads_given, err);
+    ap_parallel par;
+    cli_mpi_begin(threads_given, &par);
+    return cli_mpi_end(&par, ap_extract_run_ranks(o, &par, &rep, err), err);
 }
 
 static ap_status run_extract(const cli_args *a, ap_error *err) {
@@ -168,7 +96,7 @@ static const cli_spec k_spec = {
         "--embeddings-only the patterns themselves are not kept. Under mpirun, rank K of R extracts shard K/R\n"
         "into STORE.h5.shard-K-of-R, and rank 0 merges the shards into STORE.h5 once all are done (then removes\n"
         "them); per-task quotas are split across the shards.",
-    .docs = "docs/store.md",
+    .docs = "docs/store.md,docs/scale.md",
     .flags = k_flags,
     .run = run_extract,
 };

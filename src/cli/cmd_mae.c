@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ static const cli_flag k_train_flags[] = {
     {"--stop-after", CLI_INT, "K", "stop after this step with a checkpoint, as if interrupted", .range = "1.."},
     {"--resume", CLI_SWITCH, NULL, "continue the run in DIR from its last checkpoint (same options required)"},
     {"--compat", CLI_CHOICE, NULL, COMPAT_HELP, .choices = "default|reference", .def = "default"},
+    {"--threads", CLI_INT, "T", "threads of this process (under mpirun: of each rank)", .range = "1..1024",
+     .def_note = "OMP_NUM_THREADS or all cores; under mpirun a rank's bound cores or its share (docs/scale.md)"},
     {0},
 };
 
@@ -249,10 +252,13 @@ static ap_status run_bench(const cli_args *a, ap_error *err) {
         if ((st = ap_mae_forward(m, scaled, (int)B, masked, (int)M, loss, NULL, err))) goto done;
         if (k > 0) t_fwd[k - 1] = ap_now() - t0;
     }
+    /* the machine's rate on the decoder MLP's product, in the same process: what the rates above compare with */
+    double sgemm = measure_sgemm_gflops((int)B * (ap_mae_grid(&cfg) * ap_mae_grid(&cfg) + 1), cfg.decoder_dim,
+                                        cfg.decoder_mlp_dim, 3);
     printf("{\"impl\":\"apmae\",\"config\":\"%s\",\"batch\":%lld,\"steps\":%lld,\"threads\":%d,"
-           "\"train_images_per_s\":%.2f,\"forward_images_per_s\":%.2f,\"last_loss\":%.6f}\n",
+           "\"train_images_per_s\":%.2f,\"forward_images_per_s\":%.2f,\"sgemm_gflops\":%.2f,\"last_loss\":%.6f}\n",
            cli_str(a, "--config"), (long long)B, (long long)K, ap_num_threads(), (double)B / median(t_train, K),
-           (double)B / median(t_fwd, K), (double)batch_loss);
+           (double)B / median(t_fwd, K), sgemm, (double)batch_loss);
     st = AP_OK;
 done:
     free(t_train);
@@ -289,9 +295,19 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
     o.stop_after = cli_int(a, "--stop-after");
     o.compat_reference = cli_choice(a, "--compat");
     o.holdout = cli_real(a, "--holdout");
-    ap_status st;
+    if (cli_has(a, "--threads")) omp_set_num_threads((int)cli_int(a, "--threads"));
+    ap_parallel par = {.rank = 0, .size = 1};
     ap_mae_train_result r;
-    if ((st = ap_mae_train(&o, &r, err))) return st;
+    ap_status st;
+    if (cli_mpi_launched()) { /* data parallel over the ranks: docs/scale.md */
+        cli_mpi_begin(cli_has(a, "--threads"), &par);
+        o.parallel = &par;
+        o.progress = o.progress && par.rank == 0;
+        st = cli_mpi_end(&par, ap_mae_train(&o, &r, err), err);
+    } else {
+        st = ap_mae_train(&o, &r, err);
+    }
+    if (st || par.rank != 0) return st; /* rank 0 prints the summary */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "out", o.out);
     cJSON_AddNumberToObject(j, "step", (double)r.step);
@@ -407,7 +423,8 @@ static const cli_spec k_bench_spec = {
     .description =
         "Time training steps (scale, mask, forward, backward, AdamW) and masked forward passes (scale, mask,\n"
         "forward) of a random model on random causal patterns; print one JSON line with train_images_per_s and\n"
-        "forward_images_per_s (batch / median step time over K steps after one warm-up).",
+        "forward_images_per_s (batch / median step time over K steps after one warm-up), and the machine's sgemm\n"
+        "rate measured in the same process on the decoder MLP's product (sgemm_gflops).",
     .docs = "docs/performance.md",
     .flags = k_bench_flags,
     .run = run_bench,
@@ -420,8 +437,11 @@ static const cli_spec k_train_spec = {
         "Train AP-MAE on a store's patterns: a held-out split by sample, batches of one task at a time (tasks in\n"
         "turn) shuffled per epoch, AdamW with the cosine schedule restarting every epoch, progress with loss,\n"
         "images/s and ETA, atomic checkpoints after which --resume continues bit for bit. DIR loads with\n"
-        "apmae mae forward and mae eval. Prints a JSON summary on stdout.",
-    .docs = "docs/mae.md",
+        "apmae mae forward and mae eval. Prints a JSON summary on stdout. Under mpirun -n R, data parallel:\n"
+        "each rank takes its share of every batch of B (the same batches, order and masks as one process),\n"
+        "the gradients are summed over the ranks, every rank takes the same step; rank 0 evaluates and\n"
+        "writes DIR. --resume works likewise, with any number of ranks (docs/scale.md).",
+    .docs = "docs/mae.md,docs/scale.md",
     .flags = k_train_flags,
     .run = run_train,
 };

@@ -3,7 +3,10 @@
  * epoch, a held-out loss on fixed patterns and masks, progress, a JSONL log,
  * and checkpoints (train_state.safetensors: parameters, AdamW moments, step,
  * mask RNG and each task's data position, written atomically; then the checkpoint
- * of docs/mae.md) from which --resume continues bit for bit. */
+ * of docs/mae.md) from which --resume continues bit for bit. Data parallel
+ * over the ranks of an ap_parallel group (docs/scale.md): each rank takes a
+ * share of every batch and the gradients are summed before the step. */
+#include "apmae/nn.h"
 #include "internal.h"
 #include "train_internal.h"
 
@@ -33,8 +36,13 @@ typedef struct trainer {
     ap_rng rng; /* the training steps' masks */
     int64_t step, steps, cycle, eval_every, ckpt_every;
     double base_lr;
-    ap_pattern_ref *refs; /* [batch] */
-    float *patterns;      /* [batch, N, N] */
+    /* data parallelism: this rank's share [lo, lo + n) of every batch (all of
+     * it when alone); rank 0 evaluates and writes DIR */
+    const ap_parallel *par;
+    int rank, size, lo, n;
+    ap_pattern_ref *refs; /* [batch]: the whole batch, on every rank */
+    int64_t *masks;       /* [batch, M]: likewise */
+    float *patterns;      /* [max(n, EVAL_CHUNK), N, N] */
     /* the held-out evaluation: fixed patterns and masks */
     ap_pattern_ref *eval_refs;
     int64_t *eval_masks; /* [neval, M] */
@@ -50,6 +58,7 @@ static void trainer_free(trainer *t) {
     mae_data_free(&t->data);
     ap_mae_free(t->m);
     free(t->refs);
+    free(t->masks);
     free(t->patterns);
     free(t->eval_refs);
     free(t->eval_masks);
@@ -70,6 +79,13 @@ static ap_status check_options(const ap_mae_train_options *o, ap_error *err) {
     if (o->checkpoint_every < 0 || o->eval_every < 0 || o->stop_after < 0)
         return ap_fail(err, AP_ERR_ARG, "--checkpoint-every, --eval-every and --stop-after must not be negative");
     if (o->eval_patterns < 1) return ap_fail(err, AP_ERR_ARG, "--eval-patterns: %d is not positive", o->eval_patterns);
+    const ap_parallel *p = o->parallel;
+    if (p && (p->size < 1 || p->rank < 0 || p->rank >= p->size || (p->size > 1 && !p->sum)))
+        return ap_fail(err, AP_ERR_ARG, "data parallelism: rank %d of %d is not a rank (or no sum is given)", p->rank,
+                       p->size);
+    if (p && o->batch < p->size)
+        return ap_fail(err, AP_ERR_ARG, "--batch %d is smaller than the %d ranks: every rank takes a share of each "
+                       "batch, at least one pattern", o->batch, p->size);
     return AP_OK;
 }
 
@@ -354,11 +370,12 @@ static ap_status setup(trainer *t, ap_error *err) {
     if (!st) st = ap_mae_new(&cfg, o->seed, &t->m, err);
     if (st) return st;
     t->m->compat_reference = o->compat_reference;
-    const size_t NN = (size_t)cfg.max_length * cfg.max_length, B = (size_t)o->batch;
+    const size_t NN = (size_t)cfg.max_length * cfg.max_length, B = (size_t)o->batch, n = (size_t)t->n;
     t->refs = ap_malloc(B * sizeof *t->refs, err);
-    t->patterns = ap_malloc((B > EVAL_CHUNK ? B : EVAL_CHUNK) * NN * sizeof(float), err);
-    if (!t->refs || !t->patterns) return AP_ERR_NOMEM;
-    if ((st = setup_eval(t, err))) return st;
+    t->masks = ap_malloc(B * (size_t)ap_mae_num_masked(&cfg) * sizeof *t->masks, err);
+    t->patterns = ap_malloc((n > EVAL_CHUNK ? n : EVAL_CHUNK) * NN * sizeof(float), err);
+    if (!t->refs || !t->masks || !t->patterns) return AP_ERR_NOMEM;
+    if (t->rank == 0 && (st = setup_eval(t, err))) return st;
     t->steps = o->steps;
     /* The cosine restarts every epoch (one pass over the training patterns);
      * a run shorter than an epoch decays to 0 over the run instead. */
@@ -389,60 +406,120 @@ static ap_status open_log(trainer *t, ap_error *err) {
     return AP_OK;
 }
 
-/* One step: the batch of this step's task, read, trained on. */
-static ap_status step_once(trainer *t, double lr, float *loss, ap_error *err) {
-    ap_status st = mae_data_next(&t->data, t->step, t->o->batch, t->refs, err);
-    if (!st) st = mae_read_refs(t->store, t->refs, (size_t)t->o->batch, t->patterns, err);
-    if (!st) st = ap_mae_train_step(t->m, t->patterns, t->o->batch, NULL, 0, &t->rng, lr, loss, err);
-    if (!st && !isfinite(*loss))
-        st = ap_fail(err, AP_ERR_INTERNAL, "the loss became %g at step %lld", (double)*loss, (long long)t->step + 1);
+/* What every rank must hold alike: the parameters at this step. */
+static ap_status check_ranks_agree(const trainer *t, ap_error *err) {
+    uint64_t h = ap_hash_mix(ap_hash_bytes(t->m->params, t->m->nparams * sizeof(float)), (uint64_t)t->step);
+    ap_status st = ap_parallel_check_same(t->par, h, "set of parameters", err);
+    if (st) ap_error_prefix(err, "step %lld (the ranks' gradient sums differ)", (long long)t->step);
     return st;
 }
 
+/* The batch's gradient and mean loss from every rank's share: each rank has
+ * the gradient of the mean over its n patterns, so it weighs it by n / batch
+ * before the sum. */
+static ap_status sum_over_ranks(trainer *t, float *loss, ap_error *err) {
+    const double w = (double)t->n / t->o->batch;
+    ap_nn_scale(t->m->grads, t->m->nparams, (float)w);
+    float part = (float)(*loss * w);
+    ap_status st = t->par->sum(t->par->ctx, &part, 1, err);
+    if (!st) st = t->par->sum(t->par->ctx, t->m->grads, t->m->nparams, err);
+    *loss = part;
+    return st;
+}
+
+/* One step: the batch of this step's task and its masks (the whole batch on
+ * every rank, so the data order and the mask generator are those of a
+ * process alone), this rank's share read and its gradient taken, the sum
+ * over the ranks, AdamW. `pending`: a failure of this rank since its last
+ * step (rank 0's log, evaluation or checkpoint), reported to the other ranks
+ * in place of a gradient. */
+static ap_status step_once(trainer *t, ap_status pending, double lr, float *loss, ap_error *err) {
+    const ap_mae_config *cfg = &t->m->cfg;
+    const int B = t->o->batch, M = ap_mae_num_masked(cfg);
+    ap_status st = pending;
+    if (!st) st = mae_data_next(&t->data, t->step, B, t->refs, err);
+    if (!st) {
+        ap_mae_random_masks(cfg, &t->rng, B, t->masks);
+        st = mae_read_refs(t->store, t->refs + t->lo, (size_t)t->n, t->patterns, err);
+    }
+    if (!st) st = ap_mae_grad(t->m, t->patterns, t->n, t->masks + (size_t)t->lo * M, M, NULL, loss, err);
+    if ((st = ap_parallel_agree(t->par, st, err))) return st;
+    if (t->size > 1 && t->step % t->ckpt_every == 0 && (st = check_ranks_agree(t, err))) return st;
+    if (t->size > 1 && (st = sum_over_ranks(t, loss, err))) return st;
+    if ((st = ap_mae_adamw_step(t->m, lr, err))) return st;
+    if (!isfinite(*loss))
+        return ap_fail(err, AP_ERR_INTERNAL, "the loss became %g at step %lld", (double)*loss,
+                       (long long)t->step + 1);
+    return AP_OK;
+}
+
+/* Rank 0 after step t->step: the log line (with the held-out loss at
+ * evaluation steps), the progress bar (bar: NULL for none; `done` steps of
+ * this run), the checkpoint. */
+static ap_status report_step(trainer *t, ap_mae_train_result *res, const char *task, float loss, double lr,
+                             double ips, int eval, int last, ap_progress *bar, int64_t done, ap_error *err) {
+    char line[512];
+    int len = snprintf(line, sizeof line, "{\"step\":%lld,\"task\":\"%s\",\"loss\":%.6g,\"lr\":%.6g,"
+                       "\"images_per_s\":%.1f", (long long)t->step, task, (double)loss, lr, ips);
+    ap_status st;
+    if (eval) {
+        if ((st = heldout_loss(t, &res->heldout_loss, err))) return st;
+        len += snprintf(line + len, sizeof line - (size_t)len, ",\"heldout_loss\":%.6g", res->heldout_loss);
+    }
+    snprintf(line + len, sizeof line - (size_t)len, "}\n");
+    if ((st = log_line(t, line, err))) return st;
+    if (bar) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "loss %.4f heldout %.4f | %.0f img/s | lr %.2e", (double)loss,
+                 res->heldout_loss, ips, lr);
+        ap_progress_update(bar, done, extra);
+    }
+    return t->step % t->ckpt_every == 0 || last ? save_checkpoint(t, err) : AP_OK;
+}
+
+/* The steps. A failure of rank 0 after a step (log, evaluation, checkpoint)
+ * stays pending until the next step (or the end) tells every rank, so that
+ * the ranks always stop together. */
 static ap_status run(trainer *t, ap_mae_train_result *res, ap_error *err) {
     const ap_mae_train_options *o = t->o;
-    char line[512];
-    ap_status st = AP_OK;
-    if (!o->resume) {
-        if ((st = heldout_loss(t, &res->heldout_loss_initial, err))) return st;
+    const int writer = t->rank == 0, progress = o->progress && writer;
+    ap_status st = AP_OK; /* pending: this rank's failure not yet told to the others */
+    if (!o->resume && writer) {
+        char line[64];
+        st = heldout_loss(t, &res->heldout_loss_initial, err);
         res->heldout_loss = res->heldout_loss_initial;
         snprintf(line, sizeof line, "{\"step\":0,\"heldout_loss\":%.6g}\n", res->heldout_loss_initial);
-        if ((st = log_line(t, line, err))) return st;
+        if (!st) st = log_line(t, line, err);
     }
     const int64_t start = t->step, stop = o->stop_after > 0 && o->stop_after < t->steps ? o->stop_after : t->steps;
     ap_progress bar;
-    if (o->progress) ap_progress_begin(&bar, "mae train", stop - start);
+    if (progress) ap_progress_begin(&bar, "mae train", stop - start);
     double t0 = ap_now(), loss_sum = 0;
     int64_t loss_n = 0;
+    int stopped_together = 0;
     while (t->step < stop) {
         const char *task = t->data.tasks[t->step % (int64_t)t->data.ntasks].name;
         double lr = ap_mae_cosine_lr(t->base_lr, t->step, t->cycle);
         float loss;
-        if ((st = step_once(t, lr, &loss, err))) break;
+        if ((st = step_once(t, st, lr, &loss, err))) {
+            stopped_together = 1;
+            break;
+        }
         t->step++;
         loss_sum += loss, loss_n++;
         double elapsed = ap_now() - t0, ips = (double)(t->step - start) * o->batch / (elapsed > 0 ? elapsed : 1e-9);
         int last = t->step == stop, eval = t->step % t->eval_every == 0 || last;
-        int len = snprintf(line, sizeof line, "{\"step\":%lld,\"task\":\"%s\",\"loss\":%.6g,\"lr\":%.6g,"
-                           "\"images_per_s\":%.1f", (long long)t->step, task, (double)loss, lr, ips);
         if (eval) {
-            if ((st = heldout_loss(t, &res->heldout_loss, err))) break;
             res->train_loss = loss_sum / (double)loss_n;
             loss_sum = 0, loss_n = 0;
-            len += snprintf(line + len, sizeof line - (size_t)len, ",\"heldout_loss\":%.6g", res->heldout_loss);
         }
-        snprintf(line + len, sizeof line - (size_t)len, "}\n");
-        if ((st = log_line(t, line, err))) break;
-        if (o->progress) {
-            char extra[160];
-            snprintf(extra, sizeof extra, "loss %.4f heldout %.4f | %.0f img/s | lr %.2e", (double)loss,
-                     res->heldout_loss, ips, lr);
-            ap_progress_update(&bar, t->step - start, extra);
-        }
-        if ((t->step % t->ckpt_every == 0 || last) && (st = save_checkpoint(t, err))) break;
+        if (writer)
+            st = report_step(t, res, task, loss, lr, ips, eval, last, progress ? &bar : NULL, t->step - start, err);
     }
+    if (!stopped_together) st = ap_parallel_agree(t->par, st, err);
+    if (!stopped_together && !st && t->size > 1) st = check_ranks_agree(t, err);
     res->seconds = ap_now() - t0;
-    if (o->progress) {
+    if (progress) {
         char extra[96];
         snprintf(extra, sizeof extra, "loss %.4f heldout %.4f", res->train_loss, res->heldout_loss);
         ap_progress_end(&bar, extra);
@@ -457,16 +534,22 @@ ap_status ap_mae_train(const ap_mae_train_options *o, ap_mae_train_result *res, 
     res->train_loss = res->heldout_loss = res->heldout_loss_initial = NAN;
     ap_status st = check_options(o, err);
     if (st) return st;
-    trainer t = {.o = o};
+    trainer t = {.o = o, .par = o->parallel, .size = 1};
+    if (t.par) t.rank = t.par->rank, t.size = t.par->size;
+    ap_parallel_share(o->batch, t.rank, t.size, &t.lo, &t.n);
+    const int writer = t.rank == 0; /* the rank that evaluates and writes DIR */
     t.dir_state = ap_path_join(o->out, AP_MAE_TRAIN_STATE, err);
     t.dir_args = ap_path_join(o->out, AP_MAE_TRAIN_ARGS, err);
     t.dir_log = ap_path_join(o->out, AP_MAE_TRAIN_LOG, err);
     if (!t.dir_state || !t.dir_args || !t.dir_log) st = AP_ERR_NOMEM;
-    if (!st) st = refuse_existing(o, &t, err);
+    if (!st && writer) st = refuse_existing(o, &t, err);
     if (!st) st = setup(&t, err);
-    if (!st && !o->resume) st = make_dir(o->out, err);
-    if (!st && !o->resume) st = write_args(&t, err);
-    if (!st) st = open_log(&t, err);
+    /* every rank set up before DIR is written, so a failed start leaves no run behind */
+    st = ap_parallel_agree(t.par, st, err);
+    if (!st && writer && !o->resume) st = make_dir(o->out, err);
+    if (!st && writer && !o->resume) st = write_args(&t, err);
+    if (!st && writer) st = open_log(&t, err);
+    st = ap_parallel_agree(t.par, st, err);
     if (!st) {
         if (o->resume) ap_info("resuming at step %lld of %lld", (long long)t.step, (long long)t.steps);
         res->steps = t.steps;
