@@ -54,7 +54,8 @@ static const cli_flag k_train_flags[] = {
     {"--config", "tiny|paper|small|FILE", "model config; its max_length must be the store's N", 1},
     {"--steps", "K", "training steps", 1},
     {"--out", "DIR", "training directory: checkpoint, train_state, train_args.json, train_log.jsonl", 1},
-    {"--batch", "B", "patterns per step, all of one task (default 60); lr = 1.5e-4 * B / 50", 0},
+    {"--batch", "B", "patterns per step, all of one task (default 60)", 0},
+    {"--lr", "LR", "peak learning rate of the cosine schedule (default 1.5e-4 * B / 50)", 0},
     {"--heads", "all|layerwise:q", "patterns of a sample trained on: every head, or q per layer (default all)", 0},
     {"--tasks", "T1,T2,...", "train on these tasks only, in this turn order (default: every task)", 0},
     {"--holdout", "R", "share of the samples held out, by a hash of the sample id (default 0.05)", 0},
@@ -68,8 +69,9 @@ static const cli_flag k_train_flags[] = {
     {NULL, NULL, NULL, 0},
 };
 static const cli_spec k_train_spec = {
-    "apmae mae train --store S --config tiny|paper|small|FILE --steps K --out DIR [--batch 60] [--heads all|layerwise:q]\n"
-    "                [--tasks T1,T2] [--holdout R] [--seed S] [--checkpoint-every K] [--eval-every K] [--resume]",
+    "apmae mae train --store S --config tiny|paper|small|FILE --steps K --out DIR [--batch 60] [--lr LR]\n"
+    "                [--heads all|layerwise:q] [--tasks T1,T2] [--holdout R] [--seed S] [--checkpoint-every K]\n"
+    "                [--eval-every K] [--resume]",
     "Train AP-MAE on a store's patterns: a held-out split by sample, batches of one task at a time (tasks in\n"
     "turn) shuffled per epoch, AdamW with the cosine schedule restarting every epoch, progress with loss,\n"
     "images/s and ETA, atomic checkpoints after which --resume continues bit for bit. DIR loads with\n"
@@ -90,14 +92,18 @@ static const cli_flag k_eval_flags[] = {
     {"--seed", "S", "seed of the masks and of the subset (default 0)", 0},
     {"--seen-store", "S0", "store of the LM trained on: also report cross_model_ratio = mse(S) / mse(S0)", 0},
     {"--compat", "default|reference", "decoder mode (default: as trained)", 0},
+    {"--train-store", "S", "the AP-MAE's training store, if it moved from where train_args.json says (for the "
+                           "head-mean baseline when DIR has no head_mean.safetensors of it)", 0},
     {NULL, NULL, NULL, 0},
 };
 static const cli_spec k_eval_spec = {
     "apmae mae eval --model DIR --store S [--out OUTDIR] [--by task,layer,head] [--figures K] [--json]\n"
-    "               [--split heldout|all] [--max-patterns P] [--seed S] [--seen-store S0]",
+    "               [--split heldout|all] [--max-patterns P] [--seed S] [--seen-store S0] [--train-store S]",
     "Reconstruction MSE over the masked pixels of every pattern (all layers and heads) of the split, beside\n"
-    "the mean-patch baseline (each masked patch predicted as the mean of the visible patches) on the same\n"
-    "masks; ratio = mse / baseline_mse.",
+    "two baselines on the same masks: mean-patch (each masked patch predicted as the mean of the image's\n"
+    "visible patches; ratio = mse / baseline_mse) and head-mean (each masked patch predicted by its head's\n"
+    "mean pattern over the AP-MAE's training samples; head_mean_ratio = mse / head_mean_mse). The head-mean\n"
+    "table is computed once from the training store and cached in DIR/head_mean.safetensors (docs/mae.md).",
     k_eval_flags,
 };
 
@@ -343,6 +349,11 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
     if (cli_has(a, "--heads")) o.heads = cli_get(a, "--heads");
     o.tasks = cli_get(a, "--tasks");
     o.resume = cli_has(a, "--resume");
+    if (cli_has(a, "--lr")) {
+        ap_status st = ap_parse_f64(cli_get(a, "--lr"), "--lr", &o.lr, err);
+        if (st) return st;
+        if (!(o.lr > 0)) return ap_fail(err, AP_ERR_ARG, "--lr: %g is not positive", o.lr);
+    }
     o.progress = ap_log_get_level() >= AP_LOG_INFO;
     int64_t batch = o.batch, eval_patterns = o.eval_patterns;
     ap_status st;
@@ -396,8 +407,9 @@ static ap_status parse_by(const char *by, ap_mae_eval_options *o, ap_error *err)
 }
 
 static void print_row(const char *label, const cJSON *r) {
-    printf("%-20s %12.6f %12.6f %8.4f %9.0f\n", label, json_num(r, "mse"), json_num(r, "baseline_mse"),
-           json_num(r, "ratio"), json_num(r, "patterns"));
+    printf("%-20s %12.6f %12.6f %8.4f %13.6f %10.4f %9.0f\n", label, json_num(r, "mse"), json_num(r, "baseline_mse"),
+           json_num(r, "ratio"), json_num(r, "head_mean_mse"), json_num(r, "head_mean_ratio"),
+           json_num(r, "patterns"));
 }
 
 static void print_group(const cJSON *j, const char *key, const char *prefix) {
@@ -413,7 +425,8 @@ static void print_table(const cJSON *j) {
     const cJSON *split = cJSON_GetObjectItemCaseSensitive(j, "split");
     printf("store %s, split %s: %.0f samples, %.0f patterns\n\n", cJSON_GetStringValue(cJSON_GetObjectItem(j, "store")),
            cJSON_GetStringValue(split), json_num(j, "samples"), json_num(j, "patterns"));
-    printf("%-20s %12s %12s %8s %9s\n", "", "mse", "baseline_mse", "ratio", "patterns");
+    printf("%-20s %12s %12s %8s %13s %10s %9s\n", "", "mse", "baseline_mse", "ratio", "head_mean_mse", "head_ratio",
+           "patterns");
     print_row("overall", j);
     print_group(j, "by_task", "task ");
     print_group(j, "by_layer", "layer ");
@@ -434,6 +447,7 @@ static ap_status run_eval(const cli_args *a, ap_error *err) {
     ap_mae_eval_options o = {.model = cli_get(a, "--model"),
                              .store = cli_get(a, "--store"),
                              .seen_store = cli_get(a, "--seen-store"),
+                             .train_store = cli_get(a, "--train-store"),
                              .out = cli_get(a, "--out"),
                              .compat = -1,
                              .progress = ap_log_get_level() >= AP_LOG_INFO};
@@ -474,7 +488,8 @@ int cmd_mae(int argc, char **argv) {
         {"forward", "loss, predicted patches and encodings of patterns", &k_forward_spec, run_forward},
         {"bench", "training and forward images/s of a random model", &k_bench_spec, run_bench},
         {"train", "train on a pattern store (held-out split, checkpoints, --resume)", &k_train_spec, run_train},
-        {"eval", "reconstruction MSE vs the mean-patch baseline, figures, cross-model ratio", &k_eval_spec, run_eval},
+        {"eval", "reconstruction MSE vs the mean-patch and head-mean baselines, figures, cross-model ratio",
+         &k_eval_spec, run_eval},
     };
     if (argc < 1 || strcmp(argv[0], "--help") == 0) {
         FILE *out = argc < 1 ? stderr : stdout;
