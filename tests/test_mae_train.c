@@ -685,6 +685,8 @@ static void test_bad_input(void **state) {
     /* the CLI's own checks */
     snprintf(args, sizeof args, "train --store %s --config %s --steps 1 --out %s --batch 0", g_store_a, g_cfg, dir);
     expect_cli_error(args, "--batch: 0 is outside 1..4096");
+    snprintf(args, sizeof args, "train --store %s --config %s --steps 1 --out %s --lr -0.5", g_store_a, g_cfg, dir);
+    expect_cli_error(args, "--lr: -0.5 is not positive");
     snprintf(args, sizeof args, "eval --model %s --store %s --figures 1", dir, g_store_a);
     expect_cli_error(args, "--figures needs --out");
     snprintf(args, sizeof args, "eval --model %s --store %s --by colour", dir, g_store_a);
