@@ -1,4 +1,5 @@
-/* apmae VERB ...: dispatch to the verbs. */
+/* apmae VERB ...: the global flags, then dispatch to the verbs. A new verb
+ * is a flag table and a function in cmd_<verb>.c (cli.h) and a line here. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -18,6 +19,7 @@ static const verb k_verbs[] = {
     {"mine", cmd_mine, "mine fill-in-the-middle scenarios from a Java corpus"},
     {"extract", cmd_extract, "run the LM over scenarios; correctness and every attention pattern into a store"},
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
+    {"classify", cmd_classify, "predict correctness from the per-head cluster ids; baselines, intervals, SHAP per head"},
 };
 
 static void print_usage(FILE *out) {
