@@ -136,6 +136,7 @@ int cmd_mae(int argc, char **argv);
 int cmd_mine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 /* Subcommands of `apmae lm` defined in cmd_lm_train.c. */
 extern const cli_spec cli_lm_train_spec, cli_lm_eval_spec, cli_lm_train_bench_spec;
