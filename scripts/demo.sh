@@ -7,14 +7,18 @@
 #      every head's attention captured, and again with two heads ablated;
 #   3. extraction of every scenario into the HDF5 pattern store (resumable),
 #      its summary, and one pattern as an image;
-#   4. AP-MAE (`small` config) trained briefly on those patterns, evaluated
-#      against the mean-patch baseline with reconstruction figures, and the
-#      store's patterns encoded into embeddings.
+#   4. a fresh AP-MAE (`small` config) trained briefly on those patterns to
+#      show training, evaluated against the mean-patch and head-mean
+#      baselines with reconstruction figures;
+#   5. the shipped AP-MAE models/java-small-apmae (trained on patterns of other
+#      JDK modules) evaluated on every pattern of the store, and the store's
+#      patterns encoded with it into embeddings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APMAE=${1:-build/bin/apmae}
 OUT=out/demo
 MODEL=models/java-small
+MAE=models/java-small-apmae
 CORPUS=/usr/lib/jvm/openjdk-17/lib/src.zip
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -44,15 +48,19 @@ step "extract: every scenario through the model, patterns into $OUT/store.h5 (re
 "$APMAE" store info "$OUT/store.h5"
 "$APMAE" store export "$OUT/store.h5" --sample 0 --layer 3 --head 0 --out "$OUT/pattern_s0_l3_h0.png"
 
-step "mae train: AP-MAE (small config) on the store's patterns, 300 steps (resumable)"
+step "mae train: a fresh AP-MAE (small config) on the store's patterns, 300 steps, to show training (resumable)"
 if [ -f "$OUT/mae/train_state.safetensors" ]; then resume=--resume; else resume=; fi
 "$APMAE" mae train --store "$OUT/store.h5" --config small --steps 300 --batch 60 --out "$OUT/mae" $resume
 
-step "mae eval: held-out reconstruction MSE against the mean-patch baseline, with figures"
+step "mae eval: the fresh AP-MAE on its held-out samples, against the mean-patch and head-mean baselines"
 "$APMAE" mae eval --model "$OUT/mae" --store "$OUT/store.h5" --by task --figures 2 --out "$OUT/mae_eval"
 
-step "store embed: cls and mean encodings of every pattern into the store"
-"$APMAE" store embed "$OUT/store.h5" --model "$OUT/mae"
+step "mae eval: the shipped AP-MAE $MAE on every sample of the store (modules it never saw)"
+"$APMAE" mae eval --model "$MAE" --store "$OUT/store.h5" --by layer --figures 2 --out "$OUT/mae_shipped_eval"
+
+step "store embed: cls and mean encodings of every pattern into the store, by the shipped AP-MAE"
+"$APMAE" store embed "$OUT/store.h5" --model "$MAE"
 "$APMAE" store info "$OUT/store.h5"
 
-printf '\ndemo outputs are in %s (pattern image: pattern_s0_l3_h0.png, AP-MAE figures: mae_eval/)\n' "$OUT" >&2
+printf '\ndemo outputs are in %s (pattern image: pattern_s0_l3_h0.png, AP-MAE figures: mae_eval/, mae_shipped_eval/)\n' \
+  "$OUT" >&2

@@ -2,7 +2,8 @@
  * with a small config: the held-out split and the batch order, that training
  * lowers the held-out loss, that a stopped and resumed run equals a straight
  * one byte for byte, eval's numbers against an independent computation, the
- * baseline on a hand-made image, the CLI's JSON, table and figures, and
+ * mean-patch baseline on a hand-made image, the head-mean baseline on a
+ * hand-built store and its cache, the CLI's JSON, table and figures, and
  * clear errors on bad input. One thread, so steps are milliseconds even on a
  * loaded machine. */
 #include "testutil.h"
@@ -19,7 +20,7 @@
 
 enum { N = 32, L = 2, H = 3, SAMPLES_A = 30, SAMPLES_B = 6 };
 
-static char *g_store_a, *g_store_b, *g_store_n16, *g_cfg;
+static char *g_store_a, *g_store_b, *g_store_c, *g_store_n16, *g_cfg;
 /* Every CLI call: one thread, no spinning (the machine is shared). */
 #define CLI "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE %s --quiet mae "
 
@@ -55,10 +56,12 @@ static int setup(void **state) {
     ap_log_set_level(AP_LOG_WARN);
     g_store_a = tu_tmp_path("a.h5");
     g_store_b = tu_tmp_path("b.h5");
+    g_store_c = tu_tmp_path("c.h5");
     g_store_n16 = tu_tmp_path("n16.h5");
     g_cfg = tu_tmp_path("cfg.json");
     write_store(g_store_a, "lm-a", N, 0, SAMPLES_A);
     write_store(g_store_b, "lm-b", N, 1000, SAMPLES_B);
+    write_store(g_store_c, "lm-a", N, 2000, SAMPLES_A); /* the same LM as A, other scenarios */
     write_store(g_store_n16, "lm-a", 16, 0, 3);
     tu_write_file(g_cfg, k_config, sizeof k_config - 1);
     return 0;
@@ -68,6 +71,7 @@ static int teardown(void **state) {
     (void)state;
     free(g_store_a);
     free(g_store_b);
+    free(g_store_c);
     free(g_store_n16);
     free(g_cfg);
     return 0;
@@ -306,7 +310,42 @@ static double naive_baseline(const float *x, const int64_t *masked, int M) {
     return se / (M * p * p);
 }
 
-/* eval's mse and baseline equal a recomputation with the library's forward
+/* The head-mean baseline of one scaled image, independently: the mean
+ * image of the training patterns of (l, h) in full N x N form, over the
+ * masked patches. */
+static double naive_head_mean(const double *mean_img, const float *x, const int64_t *masked, int M) {
+    const int p = 8, g = 4;
+    double se = 0;
+    for (int i = 0; i < M; i++)
+        for (int r = 0; r < p; r++)
+            for (int q = 0; q < p; q++) {
+                size_t at = (size_t)((masked[i] / g) * p + r) * N + (masked[i] % g) * p + q;
+                se += (mean_img[at] - x[at]) * (mean_img[at] - x[at]);
+            }
+    return se / (M * p * p);
+}
+
+/* Mean scaled image [L, H, N, N] of store A's training samples (role). */
+static double *naive_head_means(ap_store *s, const ap_mae_config *cfg, const signed char *role) {
+    double *mean = calloc((size_t)L * H * N * N, sizeof(double));
+    float *raw = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * N * N);
+    int n = 0;
+    for (int64_t i = 0; i < SAMPLES_A; i++) {
+        if (role[i] != AP_MAE_TRAIN) continue;
+        n++;
+        for (int k = 0; k < L * H; k++) {
+            TU_OK(ap_store_read_pattern(s, i, k / H, k % H, raw, tu_err()));
+            TU_OK(ap_mae_scale(cfg, raw, 1, x, tu_err()));
+            for (int px = 0; px < N * N; px++) mean[(size_t)k * N * N + px] += x[px];
+        }
+    }
+    for (size_t px = 0; px < (size_t)L * H * N * N; px++) mean[px] /= n;
+    free(raw);
+    free(x);
+    return mean;
+}
+
+/* eval's mse and baselines equal a recomputation with the library's forward
  * on the same masks, over every pattern of store B (another LM: split all);
  * on store A the split is training's held-out one; cross_model_ratio. */
 static void test_eval_matches_recomputation(void **state) {
@@ -324,12 +363,16 @@ static void test_eval_matches_recomputation(void **state) {
 
     ap_mae_model *m = NULL;
     TU_OK(ap_mae_load(dir, &m, tu_err()));
-    ap_store *s = NULL;
+    ap_store *s = NULL, *sa = open_a();
+    signed char role[SAMPLES_A];
+    TU_OK(ap_mae_split(sa, NULL, 0, to.holdout, to.seed, role, tu_err()));
+    double *head_means = naive_head_means(sa, &m->cfg, role);
+    ap_store_close(sa, NULL);
     TU_OK(ap_store_open(g_store_b, AP_STORE_READ, &s, tu_err()));
     const int M = ap_mae_num_masked(&m->cfg);
     float *raw = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * N * N), loss;
     int64_t masked[16];
-    double mse = 0, base = 0, eol = 0;
+    double mse = 0, base = 0, head = 0, eol = 0;
     int neol = 0;
     for (int64_t i = 0; i < SAMPLES_B; i++)
         for (int l = 0; l < L; l++)
@@ -342,14 +385,18 @@ static void test_eval_matches_recomputation(void **state) {
                 TU_OK(ap_mae_forward(m, x, 1, masked, M, &loss, NULL, tu_err()));
                 mse += loss;
                 base += naive_baseline(x, masked, M);
+                head += naive_head_mean(head_means + (size_t)(l * H + h) * N * N, x, masked, M);
                 if (strcmp(r.task, "eol") == 0) eol += loss, neol++;
             }
     mse /= SAMPLES_B * L * H;
     base /= SAMPLES_B * L * H;
+    head /= SAMPLES_B * L * H;
     double got = cJSON_GetObjectItem(j, "mse")->valuedouble, got_base = cJSON_GetObjectItem(j, "baseline_mse")->valuedouble;
     assert_true(fabs(got - mse) < 1e-5 * mse);
     assert_true(fabs(got_base - base) < 1e-5 * base);
     assert_true(fabs(cJSON_GetObjectItem(j, "ratio")->valuedouble - mse / base) < 1e-5 * mse / base);
+    /* the table is float16 (2^-11 relative per entry), which moves the MSE far less than this */
+    assert_true(fabs(cJSON_GetObjectItem(j, "head_mean_mse")->valuedouble - head) < 1e-4 * head);
     const cJSON *by_eol = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "by_task"), "eol");
     assert_non_null(by_eol);
     assert_true(fabs(cJSON_GetObjectItem(by_eol, "mse")->valuedouble - eol / neol) < 1e-5 * eol / neol);
@@ -362,16 +409,181 @@ static void test_eval_matches_recomputation(void **state) {
     double ratio = got / cJSON_GetObjectItem(seen, "mse")->valuedouble;
     assert_true(fabs(cJSON_GetObjectItem(j, "cross_model_ratio")->valuedouble - ratio) < 1e-9 * ratio);
     cJSON_Delete(j);
-    /* --max-patterns: a subset of that size */
+    /* another store of the training LM is no training store: every sample is evaluated */
+    o.store = g_store_c;
     o.seen_store = NULL;
+    TU_OK(ap_mae_eval(&o, &j, tu_err()));
+    assert_string_equal(cJSON_GetObjectItem(j, "split")->valuestring, "all");
+    assert_int_equal(cJSON_GetObjectItem(j, "samples")->valueint, SAMPLES_A);
+    cJSON_Delete(j);
+    o.store = g_store_b;
+    /* --max-patterns: a subset of that size */
     o.max_patterns = 7;
     TU_OK(ap_mae_eval(&o, &j, tu_err()));
     assert_int_equal(cJSON_GetObjectItem(j, "patterns")->valueint, 7);
     cJSON_Delete(j);
     free(raw);
     free(x);
+    free(head_means);
     ap_store_close(s, NULL);
     ap_mae_free(m);
+    free(dir);
+}
+
+/* ---- the head-mean baseline ---- */
+
+/* The hand-built store: scaler none (scaled = raw), float32 patterns, so
+ * every number is exact. Pattern (l, h) of sample i is a_lh + b_i on and
+ * below the diagonal: a_lh = (l H + h + 1) / 8; training samples have b =
+ * +1/32 and -1/32 in turn (0 for an odd one out), so their mean is 0 and
+ * the head's mean pattern is exactly a_lh; held-out samples have b = 1/16,
+ * which would show in the table if they leaked into it. */
+enum { HM_SAMPLES = 24 };
+static const double k_hm_holdout = 0.3;
+static const uint64_t k_hm_seed = 5;
+static const char k_hm_config[] =
+    "{\"model_type\": \"ap_mae\", \"max_length\": 32, \"patch_size\": 8, \"mask_ratio\": 0.5,\n"
+    " \"encoder_dim\": 16, \"encoder_layers\": 1, \"encoder_heads\": 2, \"encoder_dim_head\": 8,\n"
+    " \"encoder_mlp_dim\": 32, \"decoder_dim\": 16, \"decoder_layers\": 1, \"decoder_heads\": 2,\n"
+    " \"decoder_dim_head\": 8, \"decoder_mlp_dim\": 32, \"attention_scaler\": \"none\"}\n";
+
+static void write_hand_store(const char *path) {
+    ap_store_meta m = {.model_id = "lm-a", .n_tokens = N, .num_layers = L, .num_heads = H, .dtype = AP_F32,
+                       .small_bits = -1, .deflate = -1, .tasks = k_synth_tasks, .ntasks = 3};
+    ap_store *s = NULL;
+    TU_OK(ap_store_create(path, &m, &s, tu_err()));
+    float *attn = calloc((size_t)L * H * N * N, sizeof(float));
+    int32_t ids[N] = {0};
+    char id[32], src[64];
+    int held[HM_SAMPLES], ntrain = 0;
+    for (int64_t i = 0; i < HM_SAMPLES; i++) { /* the split's rule on synth_record's ids */
+        snprintf(id, sizeof id, "s%06lld", (long long)i);
+        held[i] = ap_mae_id_heldout(id, k_hm_seed, k_hm_holdout);
+        ntrain += !held[i];
+    }
+    assert_true(ntrain >= 4 && ntrain < HM_SAMPLES);
+    for (int64_t i = 0, t = 0; i < HM_SAMPLES; i++) {
+        ap_store_sample r;
+        synth_record(i, N, id, src, &r, ids);
+        double b = 1.0 / 16;
+        if (!held[i]) {
+            b = ntrain % 2 && t == ntrain - 1 ? 0 : t % 2 ? 1.0 / 32 : -1.0 / 32;
+            t++;
+        }
+        for (int k = 0; k < L * H; k++)
+            for (int row = 0; row < N; row++)
+                for (int c = 0; c <= row; c++) attn[((size_t)k * N + row) * N + c] = (float)((k + 1) / 8.0 + b);
+        TU_OK(ap_store_append(s, &r, ids, attn, tu_err()));
+    }
+    TU_OK(ap_store_close(s, tu_err()));
+    free(attn);
+}
+
+/* The head-mean MSE of a held-out pattern: (1/16)² on every masked pixel
+ * on or below the diagonal, 0 above it (both are 0 there). */
+static double hand_head_mean_mse(const ap_mae_config *cfg, const char *id, int l, int h, uint64_t seed) {
+    const int p = cfg->patch_size, g = N / p, M = ap_mae_num_masked(cfg);
+    int64_t masked[16];
+    ap_mae_pattern_masks(cfg, seed, id, l, h, masked);
+    double lower = 0;
+    for (int i = 0; i < M; i++) lower += masked[i] / g == masked[i] % g ? p * (p + 1) / 2 : p * p;
+    return lower / ((double)M * p * p) / 256.0;
+}
+
+/* The table is the training samples' mean pattern per head; eval's
+ * head_mean_mse and its ratio are the known values; the table is cached
+ * and used without the training store; without both it is left out. */
+static void test_head_mean_by_hand(void **state) {
+    (void)state;
+    char *store = tu_fresh_store_path("hand.h5"), *moved = tu_fresh_store_path("hand_moved.h5"), *cfg_path = tu_tmp_path("hand.json");
+    char *dir = tu_tmp_path("hand_run"), cache[1024];
+    write_hand_store(store);
+    tu_write_file(cfg_path, k_hm_config, sizeof k_hm_config - 1);
+    ap_mae_train_options to = options(dir, 8, 1);
+    to.store = store;
+    to.config = cfg_path;
+    to.holdout = k_hm_holdout;
+    to.seed = k_hm_seed;
+    ap_mae_train_result tr;
+    TU_OK(ap_mae_train(&to, &tr, tu_err()));
+    ap_mae_config cfg;
+    TU_OK(ap_mae_config_load(cfg_path, &cfg, tu_err()));
+
+    /* the table itself */
+    ap_store *s = NULL;
+    TU_OK(ap_store_open(store, AP_STORE_READ, &s, tu_err()));
+    signed char role[HM_SAMPLES];
+    TU_OK(ap_mae_split(s, NULL, 0, k_hm_holdout, k_hm_seed, role, tu_err()));
+    ap_mae_head_mean hm;
+    TU_OK(ap_mae_head_mean_compute(s, &cfg, role, HM_SAMPLES, 0, &hm, tu_err()));
+    assert_int_equal(hm.samples, tr.train_samples);
+    for (int k = 0; k < L * H; k++)
+        for (int row = 0; row < N; row++)
+            for (int c = 0; c <= row; c++)
+                assert_float_equal(hm.mean[(size_t)k * N * (N + 1) / 2 + row * (row + 1) / 2 + c], (k + 1) / 8.0, 0);
+    ap_mae_head_mean_free(&hm);
+
+    /* eval on the held-out samples: the known MSE, overall and by layer */
+    ap_mae_eval_options o = {.model = dir, .store = store, .by_layer = 1, .seed = 4, .compat = -1};
+    cJSON *j = NULL;
+    TU_OK(ap_mae_eval(&o, &j, tu_err()));
+    double want = 0, want_layer0 = 0;
+    int n = 0;
+    for (int64_t i = 0; i < HM_SAMPLES; i++) {
+        if (role[i] != AP_MAE_HELDOUT) continue;
+        ap_store_sample r;
+        TU_OK(ap_store_read_sample(s, i, &r, NULL, tu_err()));
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < H; h++) {
+                double e = hand_head_mean_mse(&cfg, r.id, l, h, 4);
+                want += e;
+                if (l == 0) want_layer0 += e;
+            }
+        n++;
+    }
+    want /= n * L * H;
+    want_layer0 /= n * H;
+    double got = cJSON_GetObjectItem(j, "head_mean_mse")->valuedouble, mse = cJSON_GetObjectItem(j, "mse")->valuedouble;
+    assert_float_equal(got, want, 1e-9 * want);
+    assert_float_equal(cJSON_GetObjectItem(j, "head_mean_ratio")->valuedouble, mse / want, 1e-6 * mse / want);
+    const cJSON *l0 = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "by_layer"), "0");
+    assert_float_equal(cJSON_GetObjectItem(l0, "head_mean_mse")->valuedouble, want_layer0, 1e-9 * want_layer0);
+    const cJSON *info = cJSON_GetObjectItem(j, "head_mean");
+    assert_int_equal(cJSON_GetObjectItem(info, "training_samples")->valueint, tr.train_samples);
+    cJSON_Delete(j);
+    ap_store_close(s, NULL);
+
+    /* cached: the same numbers once the training store is gone */
+    snprintf(cache, sizeof cache, "%s/%s", dir, AP_MAE_HEAD_MEAN_FILE);
+    assert_true(ap_path_exists(cache));
+    assert_int_equal(rename(store, moved), 0);
+    o.store = moved;
+    TU_OK(ap_mae_eval(&o, &j, tu_err()));
+    assert_float_equal(cJSON_GetObjectItem(j, "head_mean_mse")->valuedouble, want, 1e-9 * want);
+    cJSON_Delete(j);
+    /* no cache and no store: left out, no error; --train-store finds it */
+    assert_int_equal(remove(cache), 0);
+    TU_OK(ap_mae_eval(&o, &j, tu_err()));
+    assert_null(cJSON_GetObjectItem(j, "head_mean_mse"));
+    assert_non_null(cJSON_GetObjectItem(j, "mse"));
+    cJSON_Delete(j);
+    o.train_store = moved;
+    TU_OK(ap_mae_eval(&o, &j, tu_err()));
+    assert_float_equal(cJSON_GetObjectItem(j, "head_mean_mse")->valuedouble, want, 1e-9 * want);
+    cJSON_Delete(j);
+    /* a training store of another LM is refused, naming both */
+    assert_int_equal(remove(cache), 0);
+    o.train_store = g_store_b;
+    assert_int_equal(ap_mae_eval(&o, &j, tu_err()), AP_ERR_ARG);
+    assert_non_null(strstr(tu_last_error()->msg, "a store of model 'lm-b', but the AP-MAE was trained on patterns of "
+                                                 "'lm-a'"));
+    /* and one of the same LM with other scenarios */
+    o.train_store = g_store_c;
+    assert_int_equal(ap_mae_eval(&o, &j, tu_err()), AP_ERR_ARG);
+    assert_non_null(strstr(tu_last_error()->msg, "not the store the AP-MAE was trained on"));
+    free(store);
+    free(moved);
+    free(cfg_path);
     free(dir);
 }
 
@@ -398,8 +610,8 @@ static void test_cli(void **state) {
     snprintf(args, sizeof args, "--model %s --store %s --json --by task,layer,head --figures 2 --out %s --split all",
              dir, g_store_a, figs);
     j = run_json(CLI "eval %s", args);
-    static const char *const keys[] = {"mse", "baseline_mse", "ratio", "patterns", "split", "by_task", "by_layer",
-                                       "by_head", "figures"};
+    static const char *const keys[] = {"mse", "baseline_mse", "ratio", "head_mean_mse", "head_mean_ratio", "head_mean",
+                                       "patterns", "split", "by_task", "by_layer", "by_head", "figures"};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) assert_non_null(cJSON_GetObjectItem(j, keys[k]));
     assert_string_equal(cJSON_GetObjectItem(j, "split")->valuestring, "all");
     assert_string_equal(cJSON_GetObjectItem(j, "compat")->valuestring, "reference"); /* as trained */
@@ -429,6 +641,7 @@ static void test_cli(void **state) {
     assert_int_equal(tu_run(&out, CLI "eval --model %s --store %s", tu_apmae_bin(), dir, g_store_a), 0);
     assert_non_null(strstr(out, "split heldout"));
     assert_non_null(strstr(out, "baseline_mse"));
+    assert_non_null(strstr(out, "head_mean_mse"));
     free(out);
     free(dir);
     free(figs);
@@ -472,6 +685,8 @@ static void test_bad_input(void **state) {
     /* the CLI's own checks */
     snprintf(args, sizeof args, "train --store %s --config %s --steps 1 --out %s --batch 0", g_store_a, g_cfg, dir);
     expect_cli_error(args, "--batch: must be in 1..4096, got 0");
+    snprintf(args, sizeof args, "train --store %s --config %s --steps 1 --out %s --lr -0.5", g_store_a, g_cfg, dir);
+    expect_cli_error(args, "--lr: must be in (0, 1), got -0.5");
     snprintf(args, sizeof args, "eval --model %s --store %s --figures 1", dir, g_store_a);
     expect_cli_error(args, "--figures needs --out");
     snprintf(args, sizeof args, "eval --model %s --store %s --by colour", dir, g_store_a);
@@ -487,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_baseline_by_hand),
         cmocka_unit_test(test_eval_matches_recomputation),
+        cmocka_unit_test(test_head_mean_by_hand),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_bad_input),
     };

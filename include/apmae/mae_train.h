@@ -47,7 +47,8 @@ typedef struct ap_mae_train_options {
     const char *store;
     const char *config;    /* "tiny", "paper", "small" or a config.json */
     const char *out;       /* training directory */
-    int batch;             /* patterns per step (lr = ap_mae_base_lr(batch)) */
+    int batch;             /* patterns per step */
+    double lr;             /* peak learning rate; 0: ap_mae_base_lr(batch) */
     int64_t steps;
     const char *heads;     /* "all" or "layerwise:q" */
     const char *tasks;     /* comma-separated task names, or NULL for every task of the store */
@@ -102,6 +103,34 @@ void ap_mae_pattern_masks(const ap_mae_config *cfg, uint64_t seed, const char *i
 double ap_mae_mean_patch_mse(const ap_mae_config *cfg, const float *scaled, const int64_t *masked, int M,
                              float *pred);
 
+/* ---- The head-mean baseline ------------------------------------------------------------------ */
+
+/* Per (layer, head) of the LM, the mean of the scaled patterns (the AP-MAE's
+ * scaler) over the AP-MAE's training samples: what a predictor that knows
+ * only which head a pattern came from would predict (docs/mae.md). The
+ * values are rounded to float16, as cached beside the checkpoint
+ * (AP_MAE_HEAD_MEAN_FILE), so a fresh and a cached table are the same. */
+#define AP_MAE_HEAD_MEAN_FILE "head_mean.safetensors"
+
+typedef struct ap_mae_head_mean {
+    int num_layers, num_heads, n_tokens;
+    int64_t samples; /* training samples averaged */
+    float *mean;     /* [L, H, N(N+1)/2]: the lower triangle with the diagonal, row-major */
+} ap_mae_head_mean;
+
+/* One streaming pass over the store: every pattern of the samples i < count
+ * whose role[i] is AP_MAE_TRAIN, scaled with cfg's scaler, read once. */
+ap_status ap_mae_head_mean_compute(ap_store *s, const ap_mae_config *cfg, const signed char *role, int64_t count,
+                                   int progress, ap_mae_head_mean *out, ap_error *err);
+void ap_mae_head_mean_free(ap_mae_head_mean *hm);
+
+/* The baseline on one scaled image [N,N] of (layer, head) with masked [M]:
+ * every masked patch predicted by the head's mean pattern at that patch's
+ * place (zero above the diagonal). Mean squared error over the masked
+ * pixels, as ap_mae_mean_patch_mse. */
+double ap_mae_head_mean_mse(const ap_mae_config *cfg, const ap_mae_head_mean *hm, int layer, int head,
+                            const float *scaled, const int64_t *masked, int M);
+
 typedef enum ap_mae_split_mode {
     AP_MAE_SPLIT_AUTO,    /* heldout when the training record's store has the same model id, else all */
     AP_MAE_SPLIT_HELDOUT, /* the held-out samples of the training split */
@@ -119,11 +148,16 @@ typedef struct ap_mae_eval_options {
     int64_t max_patterns;   /* 0: every pattern of the split */
     uint64_t seed;          /* masks and the --max-patterns subset */
     int compat;             /* -1: as recorded by training (default mode otherwise), 0, 1 */
+    const char *train_store; /* may be NULL: the training store, when not where train_args.json says */
     int progress;
 } ap_mae_eval_options;
 
 /* Evaluate and return a JSON object: store, split, patterns, samples, mse,
- * baseline_mse, ratio (= mse / baseline_mse) and, when asked, by_task,
+ * baseline_mse, ratio (= mse / baseline_mse), head_mean_mse and
+ * head_mean_ratio (= mse / head_mean_mse; when the checkpoint's training
+ * split is known, its head-mean table is cached or its training store
+ * readable, and the store has the LM's layers and heads; "head_mean" then
+ * says where the table came from) and, when asked, by_task,
  * by_layer, by_head ({"layer:head": ...}), figures, and with seen_store
  * "seen" (the same numbers there) and cross_model_ratio. Caller frees *out
  * (cJSON_Delete). */

@@ -42,7 +42,9 @@ static const cli_flag k_train_flags[] = {
     {"--steps", CLI_INT, "K", "training steps", .range = "1..", .required = 1},
     {"--out", CLI_PATH, "DIR", "training directory: checkpoint, train_state, train_args.json, train_log.jsonl",
      .required = 1},
-    {"--batch", CLI_INT, "B", "patterns per step, all of one task; lr = 1.5e-4 * B / 50", .def = "60", .range = "1..4096"},
+    {"--batch", CLI_INT, "B", "patterns per step, all of one task", .def = "60", .range = "1..4096"},
+    {"--lr", CLI_REAL, "LR", "peak learning rate of the cosine schedule", .range = "(0, 1)",
+     .def_note = "1.5e-4 * B / 50"},
     {"--heads", CLI_STRING, "all|layerwise:q", "patterns of a sample trained on: every head, or q per layer", .def = "all"},
     {"--tasks", CLI_STRING, "T1,T2,...", "train on these tasks only, in this turn order",
      .def_note = "every task"},
@@ -80,6 +82,8 @@ static const cli_flag k_eval_flags[] = {
     {"--seen-store", CLI_PATH, "S0", "store of the LM trained on: also report cross_model_ratio = mse(S) / mse(S0)"},
     {"--compat", CLI_CHOICE, NULL, "decoder mode", .choices = "default|reference",
      .def_note = "as trained"},
+    {"--train-store", CLI_PATH, "S", "the AP-MAE's training store, if it moved from where train_args.json says (for "
+                                     "the head-mean baseline when DIR has no head_mean.safetensors of it)"},
     {0},
 };
 
@@ -295,6 +299,7 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
     o.stop_after = cli_int(a, "--stop-after");
     o.compat_reference = cli_choice(a, "--compat");
     o.holdout = cli_real(a, "--holdout");
+    o.lr = cli_real(a, "--lr"); /* 0 when absent: the batch's default rate */
     if (cli_has(a, "--threads")) omp_set_num_threads((int)cli_int(a, "--threads"));
     ap_parallel par = {.rank = 0, .size = 1};
     ap_mae_train_result r;
@@ -332,8 +337,9 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
 }
 
 static void print_row(const char *label, const cJSON *r) {
-    printf("%-20s %12.6f %12.6f %8.4f %9.0f\n", label, json_num(r, "mse"), json_num(r, "baseline_mse"),
-           json_num(r, "ratio"), json_num(r, "patterns"));
+    printf("%-20s %12.6f %12.6f %8.4f %13.6f %10.4f %9.0f\n", label, json_num(r, "mse"), json_num(r, "baseline_mse"),
+           json_num(r, "ratio"), json_num(r, "head_mean_mse"), json_num(r, "head_mean_ratio"),
+           json_num(r, "patterns"));
 }
 
 static void print_group(const cJSON *j, const char *key, const char *prefix) {
@@ -349,7 +355,8 @@ static void print_table(const cJSON *j) {
     const cJSON *split = cJSON_GetObjectItemCaseSensitive(j, "split");
     printf("store %s, split %s: %.0f samples, %.0f patterns\n\n", cJSON_GetStringValue(cJSON_GetObjectItem(j, "store")),
            cJSON_GetStringValue(split), json_num(j, "samples"), json_num(j, "patterns"));
-    printf("%-20s %12s %12s %8s %9s\n", "", "mse", "baseline_mse", "ratio", "patterns");
+    printf("%-20s %12s %12s %8s %13s %10s %9s\n", "", "mse", "baseline_mse", "ratio", "head_mean_mse", "head_ratio",
+           "patterns");
     print_row("overall", j);
     print_group(j, "by_task", "task ");
     print_group(j, "by_layer", "layer ");
@@ -372,6 +379,7 @@ static ap_status run_eval(const cli_args *a, ap_error *err) {
     ap_mae_eval_options o = {.model = cli_str(a, "--model"),
                              .store = cli_str(a, "--store"),
                              .seen_store = cli_str(a, "--seen-store"),
+                             .train_store = cli_str(a, "--train-store"),
                              .out = cli_str(a, "--out"),
                              .by_task = !!(by & 1),
                              .by_layer = !!(by & 2),
@@ -448,11 +456,13 @@ static const cli_spec k_train_spec = {
 
 static const cli_spec k_eval_spec = {
     .name = "mae eval",
-    .summary = "reconstruction MSE vs the mean-patch baseline, figures, cross-model ratio",
+    .summary = "reconstruction MSE vs the mean-patch and head-mean baselines, figures, cross-model ratio",
     .description =
         "Reconstruction MSE over the masked pixels of every pattern (all layers and heads) of the split, beside\n"
-        "the mean-patch baseline (each masked patch predicted as the mean of the visible patches) on the same\n"
-        "masks; ratio = mse / baseline_mse.",
+        "two baselines on the same masks: mean-patch (each masked patch predicted as the mean of the image's\n"
+        "visible patches; ratio = mse / baseline_mse) and head-mean (each masked patch predicted by its head's\n"
+        "mean pattern over the AP-MAE's training samples; head_mean_ratio = mse / head_mean_mse). The head-mean\n"
+        "table is computed once from the training store and cached in DIR/head_mean.safetensors (docs/mae.md).",
     .docs = "docs/mae.md",
     .flags = k_eval_flags,
     .run = run_eval,

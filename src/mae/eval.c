@@ -1,7 +1,8 @@
 /* ap_mae_eval: reconstruction MSE of a checkpoint on a store's patterns
- * (held-out split of training, or all), beside the mean-patch baseline on
- * the same masks; per task, layer and head; the 4-panel figures; and the
- * ratio to the MSE on the store of the LM trained on (cross-model). */
+ * (held-out split of training, or all), beside the mean-patch and head-mean
+ * baselines on the same masks; per task, layer and head; the 4-panel
+ * figures; and the ratio to the MSE on the store of the LM trained on
+ * (cross-model). */
 #include "train_internal.h"
 
 #include <math.h>
@@ -49,31 +50,27 @@ double ap_mae_mean_patch_mse(const ap_mae_config *cfg, const float *scaled, cons
 
 /* ---- what training recorded ---------------------------------------------------------------- */
 
-typedef struct train_record {
-    int present;
-    char *model_id;
-    double holdout;
-    uint64_t seed;
-    char **tasks; /* the --tasks of training (the split's candidates); none: every task */
-    size_t ntasks;
-    int compat;
-} train_record;
-
-static void record_free(train_record *r) {
+void mae_record_free(mae_record *r) {
+    free(r->store);
     free(r->model_id);
     for (size_t i = 0; i < r->ntasks; i++) free(r->tasks[i]);
     free(r->tasks);
+    memset(r, 0, sizeof *r);
 }
 
-static ap_status record_parse(const cJSON *j, const char *path, train_record *r, ap_error *err) {
-    const char *model_id, *seed;
-    ap_status st = ap_json_str(j, "store_model_id", path, 1, &model_id, err);
+static ap_status record_parse(const cJSON *j, const char *path, mae_record *r, ap_error *err) {
+    const char *store, *model_id, *seed, *ids_hash = NULL;
+    ap_status st = ap_json_str(j, "store", path, 1, &store, err);
+    if (!st) st = ap_json_str(j, "store_ids_hash", path, 0, &ids_hash, err);
+    if (!st) st = ap_json_str(j, "store_model_id", path, 1, &model_id, err);
+    if (!st) st = ap_json_int_opt(j, "store_samples", path, -1, &r->store_samples, err);
     if (!st) st = ap_json_num(j, "holdout", path, &r->holdout, err);
     if (!st) st = ap_json_str(j, "seed", path, 1, &seed, err);
     if (!st) st = ap_json_bool_opt(j, "compat_reference", path, 0, &r->compat, err);
     if (st) return st;
     r->seed = strtoull(seed, NULL, 10);
-    if (!(r->model_id = ap_strdup(model_id, err))) return AP_ERR_NOMEM;
+    if (ids_hash) r->has_ids_hash = 1, r->store_ids_hash = strtoull(ids_hash, NULL, 16);
+    if (!(r->store = ap_strdup(store, err)) || !(r->model_id = ap_strdup(model_id, err))) return AP_ERR_NOMEM;
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "split_tasks");
     if (!tasks || cJSON_IsNull(tasks)) return AP_OK;
     if (!cJSON_IsArray(tasks)) return ap_fail(err, AP_ERR_FORMAT, "%s: 'split_tasks' is not a list", path);
@@ -85,8 +82,7 @@ static ap_status record_parse(const cJSON *j, const char *path, train_record *r,
     return AP_OK;
 }
 
-/* model/train_args.json when it exists. */
-static ap_status record_load(const char *model, train_record *r, ap_error *err) {
+ap_status mae_record_load(const char *model, mae_record *r, ap_error *err) {
     memset(r, 0, sizeof *r);
     char *path = ap_path_join(model, AP_MAE_TRAIN_ARGS, err);
     if (!path) return AP_ERR_NOMEM;
@@ -105,22 +101,29 @@ static ap_status record_load(const char *model, train_record *r, ap_error *err) 
 /* ---- accumulation ------------------------------------------------------------------------ */
 
 typedef struct agg {
-    double mse, base;
+    double mse, base, head;
     int64_t n;
 } agg;
 
-static void agg_add(agg *a, double mse, double base) {
+static void agg_add(agg *a, double mse, double base, double head) {
     a->mse += mse;
     a->base += base;
+    a->head += head;
     a->n++;
 }
 
-static cJSON *agg_json(const agg *a) {
+/* with_head: the head-mean baseline was computed for these patterns. */
+static cJSON *agg_json(const agg *a, int with_head) {
     cJSON *j = cJSON_CreateObject();
     double mse = a->n ? a->mse / (double)a->n : NAN, base = a->n ? a->base / (double)a->n : NAN;
     cJSON_AddNumberToObject(j, "mse", mse);
     cJSON_AddNumberToObject(j, "baseline_mse", base);
     cJSON_AddNumberToObject(j, "ratio", base > 0 ? mse / base : NAN);
+    if (with_head) {
+        double head = a->n ? a->head / (double)a->n : NAN;
+        cJSON_AddNumberToObject(j, "head_mean_mse", head);
+        cJSON_AddNumberToObject(j, "head_mean_ratio", head > 0 ? mse / head : NAN);
+    }
     cJSON_AddNumberToObject(j, "patterns", (double)a->n);
     return j;
 }
@@ -129,7 +132,8 @@ static cJSON *agg_json(const agg *a) {
 typedef struct evaluator {
     const ap_mae_eval_options *o;
     ap_mae_model *m;
-    const train_record *rec;
+    const mae_record *rec;
+    const ap_mae_head_mean *hm; /* NULL: no head-mean baseline for this store */
     ap_store *store;
     int N, M, P2, L, H;
     signed char *role; /* NULL: every sample */
@@ -188,11 +192,13 @@ static ap_status index_tasks(evaluator *e, ap_error *err) {
 
 /* The split of this store: heldout (training's rule) or all. */
 static ap_status choose_split(evaluator *e, const char **name, ap_error *err) {
-    const char *model_id = ap_store_get_meta(e->store)->model_id;
     ap_mae_split_mode mode = e->o->split;
-    if (mode == AP_MAE_SPLIT_AUTO)
-        mode = e->rec->present && model_id && strcmp(model_id, e->rec->model_id) == 0 ? AP_MAE_SPLIT_HELDOUT
-                                                                                       : AP_MAE_SPLIT_ALL;
+    if (mode == AP_MAE_SPLIT_AUTO) {
+        int training_store;
+        ap_status st = mae_is_training_store(e->store, e->rec, &training_store, err);
+        if (st) return st;
+        mode = training_store ? AP_MAE_SPLIT_HELDOUT : AP_MAE_SPLIT_ALL;
+    }
     *name = mode == AP_MAE_SPLIT_HELDOUT ? "heldout" : "all";
     if (mode == AP_MAE_SPLIT_ALL) return AP_OK;
     if (!e->rec->present)
@@ -261,10 +267,13 @@ static ap_status flush_chunk(evaluator *e, ap_error *err) {
         const ap_pattern_ref *r = &e->refs[b];
         double base = ap_mae_mean_patch_mse(&e->m->cfg, e->scaled + b * NN, e->masks + (size_t)b * e->M, e->M,
                                             mean_patch);
-        agg_add(&e->all, e->loss[b], base);
-        agg_add(&e->by_task[e->task_of[r->sample]], e->loss[b], base);
-        agg_add(&e->by_layer[r->layer], e->loss[b], base);
-        agg_add(&e->by_head[(size_t)r->layer * e->H + r->head], e->loss[b], base);
+        double head = e->hm ? ap_mae_head_mean_mse(&e->m->cfg, e->hm, r->layer, r->head, e->scaled + b * NN,
+                                                   e->masks + (size_t)b * e->M, e->M)
+                            : 0;
+        agg_add(&e->all, e->loss[b], base, head);
+        agg_add(&e->by_task[e->task_of[r->sample]], e->loss[b], base, head);
+        agg_add(&e->by_layer[r->layer], e->loss[b], base, head);
+        agg_add(&e->by_head[(size_t)r->layer * e->H + r->head], e->loss[b], base, head);
     }
     return AP_OK;
 }
@@ -338,7 +347,7 @@ static cJSON *breakdowns(const evaluator *e, cJSON *j) {
     if (o->by_task) {
         cJSON *t = cJSON_AddObjectToObject(j, "by_task");
         for (size_t i = 0; t && i < e->ntasks; i++)
-            if (e->by_task[i].n) cJSON_AddItemToObject(t, e->tasks[i], agg_json(&e->by_task[i]));
+            if (e->by_task[i].n) cJSON_AddItemToObject(t, e->tasks[i], agg_json(&e->by_task[i], e->hm != NULL));
     }
     char key[32];
     if (o->by_layer) {
@@ -346,7 +355,7 @@ static cJSON *breakdowns(const evaluator *e, cJSON *j) {
         for (int l = 0; t && l < e->L; l++)
             if (e->by_layer[l].n) {
                 snprintf(key, sizeof key, "%d", l);
-                cJSON_AddItemToObject(t, key, agg_json(&e->by_layer[l]));
+                cJSON_AddItemToObject(t, key, agg_json(&e->by_layer[l], e->hm != NULL));
             }
     }
     if (o->by_head) {
@@ -354,16 +363,27 @@ static cJSON *breakdowns(const evaluator *e, cJSON *j) {
         for (int k = 0; t && k < e->L * e->H; k++)
             if (e->by_head[k].n) {
                 snprintf(key, sizeof key, "%d:%d", k / e->H, k % e->H);
-                cJSON_AddItemToObject(t, key, agg_json(&e->by_head[k]));
+                cJSON_AddItemToObject(t, key, agg_json(&e->by_head[k], e->hm != NULL));
             }
     }
     return j;
 }
 
+/* The head-mean table applies to a store of the same layers, heads and N. */
+static const ap_mae_head_mean *head_mean_for(const evaluator *e, const ap_mae_head_mean *hm) {
+    if (!hm) return NULL;
+    if (hm->num_layers == e->L && hm->num_heads == e->H && hm->n_tokens == e->N) return hm;
+    ap_info("%s: %d layers x %d heads, the head-mean table %d x %d: no head-mean baseline for this store",
+            ap_store_path(e->store), e->L, e->H, hm->num_layers, hm->num_heads);
+    return NULL;
+}
+
 /* Evaluate one store into a new JSON object (*out). with_details: the
- * breakdowns and figures (the main store, not the seen one). */
-static ap_status eval_store(const ap_mae_eval_options *o, ap_mae_model *m, const train_record *rec, const char *path,
-                            int with_details, cJSON **out, ap_error *err) {
+ * breakdowns and figures (the main store, not the seen one). hm: the
+ * head-mean table, or NULL. */
+static ap_status eval_store(const ap_mae_eval_options *o, ap_mae_model *m, const mae_record *rec,
+                            const ap_mae_head_mean *hm, const char *path, int with_details, cJSON **out,
+                            ap_error *err) {
     evaluator e = {.o = o, .m = m, .rec = rec};
     ap_mae_eval_options no_figs = *o;
     if (!with_details) no_figs.figures = 0, e.o = &no_figs;
@@ -371,11 +391,12 @@ static ap_status eval_store(const ap_mae_eval_options *o, ap_mae_model *m, const
     ap_status st = evaluator_init(&e, path, &split, err);
     int64_t samples = 0;
     if (!st) {
+        e.hm = head_mean_for(&e, hm);
         for (int64_t i = 0; i < ap_store_count(e.store); i++) samples += !e.role || e.role[i] == AP_MAE_HELDOUT;
         ap_info("%s: split '%s' (%lld samples)", path, split, (long long)samples);
         st = evaluate(&e, err);
     }
-    cJSON *j = st ? NULL : agg_json(&e.all);
+    cJSON *j = st ? NULL : agg_json(&e.all, e.hm != NULL);
     if (j) {
         const char *model_id = ap_store_get_meta(e.store)->model_id;
         cJSON_AddStringToObject(j, "store", path);
@@ -398,19 +419,31 @@ ap_status ap_mae_eval(const ap_mae_eval_options *o, cJSON **out, ap_error *err) 
     if (o->figures < 0 || o->max_patterns < 0)
         return ap_fail(err, AP_ERR_ARG, "--figures and --max-patterns must not be negative");
     if (o->figures > 0 && !o->out) return ap_fail(err, AP_ERR_ARG, "--figures needs --out DIR for the PNG files");
-    train_record rec;
+    mae_record rec;
     ap_mae_model *m = NULL;
+    ap_mae_head_mean hm = {0};
+    int have_hm = 0;
     cJSON *j = NULL, *seen = NULL;
-    ap_status st = record_load(o->model, &rec, err);
+    ap_status st = mae_record_load(o->model, &rec, err);
     if (!st) st = ap_mae_load(o->model, &m, err);
+    if (!st && rec.present)
+        st = mae_head_mean_for_model(o->model, &rec, &m->cfg, o->train_store, o->progress, &hm, &have_hm, err);
+    else if (!st)
+        ap_info("%s has no %s: the head-mean baseline needs training's split, and is left out", o->model,
+                AP_MAE_TRAIN_ARGS);
     if (!st && o->out && !ap_path_is_dir(o->out) && mkdir(o->out, 0777) != 0)
         st = ap_fail_errno(err, AP_ERR_IO, "%s: cannot create directory", o->out);
     if (!st) {
         m->compat_reference = o->compat >= 0 ? o->compat : rec.compat;
-        st = eval_store(o, m, &rec, o->store, 1, &j, err);
+        st = eval_store(o, m, &rec, have_hm ? &hm : NULL, o->store, 1, &j, err);
     }
-    if (!st && o->seen_store) st = eval_store(o, m, &rec, o->seen_store, 0, &seen, err);
+    if (!st && o->seen_store) st = eval_store(o, m, &rec, have_hm ? &hm : NULL, o->seen_store, 0, &seen, err);
     if (!st) {
+        if (have_hm) {
+            cJSON *h = cJSON_AddObjectToObject(j, "head_mean");
+            cJSON_AddStringToObject(h, "training_store", rec.store);
+            cJSON_AddNumberToObject(h, "training_samples", (double)hm.samples);
+        }
         cJSON_AddStringToObject(j, "model", o->model);
         cJSON_AddStringToObject(j, "compat", m->compat_reference ? "reference" : "default");
         cJSON_AddNumberToObject(j, "seed", (double)o->seed);
@@ -426,7 +459,8 @@ ap_status ap_mae_eval(const ap_mae_eval_options *o, cJSON **out, ap_error *err) 
             free(path);
         }
     }
-    record_free(&rec);
+    mae_record_free(&rec);
+    ap_mae_head_mean_free(&hm);
     ap_mae_free(m);
     cJSON_Delete(seen);
     if (st) cJSON_Delete(j);

@@ -74,6 +74,7 @@ static ap_status check_options(const ap_mae_train_options *o, ap_error *err) {
     if (!o->store || !o->out || !o->config) return ap_fail(err, AP_ERR_ARG, "--store, --config and --out are required");
     if (o->batch < 1 || o->batch > 4096) return ap_fail(err, AP_ERR_ARG, "--batch: %d is outside 1..4096", o->batch);
     if (o->steps < 1) return ap_fail(err, AP_ERR_ARG, "--steps: %lld is not positive", (long long)o->steps);
+    if (!(o->lr >= 0 && o->lr < 1)) return ap_fail(err, AP_ERR_ARG, "--lr: %g is not in (0, 1)", o->lr);
     if (!(o->holdout > 0 && o->holdout < 1))
         return ap_fail(err, AP_ERR_ARG, "--holdout: %g is not in (0, 1)", o->holdout);
     if (o->checkpoint_every < 0 || o->eval_every < 0 || o->stop_after < 0)
@@ -120,6 +121,7 @@ static cJSON *identity_json(const trainer *t) {
     cJSON_AddNumberToObject(j, "store_samples", (double)ap_store_count(t->store));
     cJSON_AddItemToObject(j, "config", config_json(&t->m->cfg));
     cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddNumberToObject(j, "lr", t->base_lr);
     cJSON_AddNumberToObject(j, "steps", (double)o->steps);
     cJSON_AddStringToObject(j, "heads", o->heads);
     cJSON_AddStringToObject(j, "tasks", o->tasks ? o->tasks : "");
@@ -139,6 +141,16 @@ static ap_status write_args(const trainer *t, ap_error *err) {
     cJSON_AddStringToObject(j, "store", o->store);
     const char *model_id = ap_store_get_meta(t->store)->model_id;
     cJSON_AddStringToObject(j, "store_model_id", model_id ? model_id : "");
+    cJSON_AddNumberToObject(j, "store_samples", (double)ap_store_count(t->store));
+    uint64_t ids_hash;
+    ap_status st = mae_store_ids_hash(t->store, ap_store_count(t->store), &ids_hash, err);
+    if (st) {
+        cJSON_Delete(j);
+        return st;
+    }
+    char hex[24];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)ids_hash);
+    cJSON_AddStringToObject(j, "store_ids_hash", hex);
     cJSON_AddStringToObject(j, "split", "a sample is held out when FNV-1a(id) mixed with the seed (splitmix64), "
                                         "as a fraction of 2^64, is below holdout; at least one sample");
     cJSON_AddNumberToObject(j, "holdout", o->holdout);
@@ -158,9 +170,10 @@ static ap_status write_args(const trainer *t, ap_error *err) {
     cJSON_AddStringToObject(j, "heads", o->heads);
     cJSON_AddStringToObject(j, "config", o->config);
     cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddNumberToObject(j, "lr", t->base_lr);
     cJSON_AddNumberToObject(j, "steps", (double)o->steps);
     cJSON_AddBoolToObject(j, "compat_reference", o->compat_reference);
-    ap_status st = ap_json_save(t->dir_args, j, err);
+    st = ap_json_save(t->dir_args, j, err);
     cJSON_Delete(j);
     return st;
 }
@@ -381,7 +394,7 @@ static ap_status setup(trainer *t, ap_error *err) {
      * a run shorter than an epoch decays to 0 over the run instead. */
     int64_t per_epoch = (t->data.train_patterns + o->batch - 1) / o->batch;
     t->cycle = per_epoch < t->steps ? per_epoch : t->steps;
-    t->base_lr = ap_mae_base_lr(o->batch);
+    t->base_lr = o->lr > 0 ? o->lr : ap_mae_base_lr(o->batch);
     t->eval_every = o->eval_every > 0 ? o->eval_every : (t->steps + 19) / 20;
     t->ckpt_every = o->checkpoint_every > 0 ? o->checkpoint_every : (t->steps + 19) / 20;
     ap_rng_seed(&t->rng, ap_hash_mix(o->seed, 0x6d61736bull /* "mask" */));

@@ -241,6 +241,28 @@ ap_status mae_data_next(mae_data *d, int64_t step, int B, ap_pattern_ref *refs, 
     return AP_OK;
 }
 
+ap_status mae_store_ids_hash(ap_store *s, int64_t count, uint64_t *out, ap_error *err) {
+    uint64_t h = 0x6964730000000000ull; /* "ids" */
+    for (int64_t i = 0; i < count; i++) {
+        ap_store_sample r;
+        ap_status st = ap_store_read_sample(s, i, &r, NULL, err);
+        if (st) return st;
+        h = ap_hash_mix(h, ap_hash_bytes(r.id, strlen(r.id)));
+    }
+    *out = h;
+    return AP_OK;
+}
+
+ap_status mae_is_training_store(ap_store *s, const mae_record *rec, int *yes, ap_error *err) {
+    const char *model_id = ap_store_get_meta(s)->model_id;
+    *yes = rec->present && model_id && strcmp(model_id, rec->model_id) == 0;
+    if (!*yes || !rec->has_ids_hash) return AP_OK;
+    uint64_t h = 0;
+    ap_status st = rec->store_samples <= ap_store_count(s) ? mae_store_ids_hash(s, rec->store_samples, &h, err) : AP_OK;
+    *yes = !st && rec->store_samples <= ap_store_count(s) && h == rec->store_ids_hash;
+    return st;
+}
+
 ap_status mae_read_refs(ap_store *s, const ap_pattern_ref *refs, size_t n, float *out, ap_error *err) {
     const size_t NN = (size_t)ap_store_get_meta(s)->n_tokens * (size_t)ap_store_get_meta(s)->n_tokens;
     for (size_t i = 0; i < n; i++) {

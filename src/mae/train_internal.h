@@ -40,6 +40,40 @@ ap_status mae_data_next(mae_data *d, int64_t step, int B, ap_pattern_ref *refs, 
 /* Put task t at (epoch, pos), as a resumed run does. */
 ap_status mae_data_seek(mae_data *d, size_t t, int64_t epoch, int64_t pos, ap_error *err);
 
+/* What training recorded in train_args.json: the split and where it came from. */
+typedef struct mae_record {
+    int present; /* the file exists */
+    char *store, *model_id;
+    int64_t store_samples; /* the store's samples when training began; -1 when not recorded */
+    int has_ids_hash;      /* store_ids_hash was recorded */
+    uint64_t store_ids_hash; /* mae_store_ids_hash of those samples: which store it was */
+    double holdout;
+    uint64_t seed;
+    char **tasks; /* the --tasks of training (the split's candidates); none: every task */
+    size_t ntasks;
+    int compat;
+} mae_record;
+
+/* model/train_args.json when it exists (present = 0 otherwise). */
+ap_status mae_record_load(const char *model, mae_record *r, ap_error *err);
+void mae_record_free(mae_record *r);
+
+/* The checkpoint's head-mean table: the cache in model/ when it belongs to
+ * this record and config, else computed from the training store
+ * (train_store, or the recorded one) and cached. *found = 0, with no error,
+ * when the training store is not there. */
+ap_status mae_head_mean_for_model(const char *model, const mae_record *rec, const ap_mae_config *cfg,
+                                  const char *train_store, int progress, ap_mae_head_mean *out, int *found,
+                                  ap_error *err);
+
+/* A hash of the scenario ids of samples [0, count), in order: identifies a
+ * store (and its first count samples) wherever it lives. */
+ap_status mae_store_ids_hash(ap_store *s, int64_t count, uint64_t *out, ap_error *err);
+/* Whether the store is the one rec was trained on (or that store extended):
+ * the same model id and, when recorded, the same ids hash of its first
+ * store_samples samples. */
+ap_status mae_is_training_store(ap_store *s, const mae_record *rec, int *yes, ap_error *err);
+
 /* Read n patterns into out [n, N, N]. */
 ap_status mae_read_refs(ap_store *s, const ap_pattern_ref *refs, size_t n, float *out, ap_error *err);
 /* "<store>: patterns are NxN but <what> has max_length M" when they differ. */
