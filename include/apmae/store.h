@@ -226,5 +226,7 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
 void ap_viridis(double t, unsigned char rgb[3]);
 /* An 8-bit RGB image [H][W][3] as a PNG file, written atomically. */
 ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err);
+/* The same PNG in memory: *png (malloc'ed) of *len bytes. */
+ap_status ap_png_encode_rgb(const unsigned char *rgb, int W, int H, void **png, size_t *len, ap_error *err);
 
 #endif
