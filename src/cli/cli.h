@@ -50,5 +50,7 @@ int cmd_lm_train_bench(int argc, char **argv);
 /* The machine's sgemm rate on a [T,D] x [D,F] product, GFLOP/s (cmd_lm.c). */
 double measure_sgemm_gflops(int T, int D, int F, int iters);
 int cmd_store(int argc, char **argv);
+int cmd_study(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const verb k_verbs[] = {
     {"mine", cmd_mine, "mine fill-in-the-middle scenarios from a Java corpus"},
     {"extract", cmd_extract, "run the LM over scenarios; correctness and every attention pattern into a store"},
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
+    {"study", cmd_study, "the whole study in one command: mine, extract, AP-MAE, analysis, report.html"},
+    {"report", cmd_report, "render a study's report.html again"},
 };
 
 static void print_usage(FILE *out) {
