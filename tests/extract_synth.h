@@ -18,7 +18,7 @@
 #include "apmae/mae.h"
 #include "apmae/store.h"
 
-static const char *k_model = "fixtures/lm/f32_gqa_untied"; /* vocab 101, 2 layers x 4 heads, 64 positions */
+static const char k_model[] = "fixtures/lm/f32_gqa_untied"; /* vocab 101, 2 layers x 4 heads, 64 positions */
 
 /* A scenarios file: every 5th line is noise (no label), tasks alternate. */
 static inline char *write_scenarios(const char *name, int lines, int n_tokens, uint64_t seed) {

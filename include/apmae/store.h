@@ -163,6 +163,10 @@ typedef struct ap_store_embed_info {
  * (hash, config and compat mode) and fails with AP_ERR_ARG naming both
  * models otherwise. APPEND mode; durable with the next commit. */
 ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_error *err);
+/* Remove the store's embeddings (APPEND mode; durable with the next
+ * commit), so that another AP-MAE's can begin. Refused for a store that
+ * keeps no patterns. The file does not shrink (HDF5 keeps the space). */
+ap_status ap_store_embed_drop(ap_store *s, ap_error *err);
 /* The AP-MAE of the store's embeddings, or NULL when it has none. Strings
  * point into the store. */
 const ap_store_embed_info *ap_store_embed_info_of(const ap_store *s);

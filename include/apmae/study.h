@@ -32,6 +32,7 @@ typedef struct ap_study_config {
     struct {
         int64_t samples_per_task; /* 0: keep every scenario; else K/2 correct and K/2 incorrect per task */
         char *dtype;
+        int64_t commit_every;     /* samples between commits (0: the extractor's default) */
     } extract;
     struct {
         char *encoder; /* "trained" (mae-train's model) or an AP-MAE checkpoint directory */

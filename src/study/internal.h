@@ -28,12 +28,9 @@ typedef struct stage_def {
      * does this one. */
     unsigned (*deps)(const ap_study_config *cfg);
     /* Its outputs (relative to the study directory, NULL-terminated),
-     * removed before it starts over. */
+     * removed before it starts over. A stage whose results live in another
+     * stage's file (the store) removes them itself. */
     const char *const *outputs;
-    /* The stage whose output file also holds this stage's results (-1:
-     * none), and whether those results can be started over in place. */
-    int owner;
-    ap_status (*can_start_over)(const study_ctx *c, int *ok, ap_error *err);
     /* The options that identify its run, added to opts. NULL with run: the
      * part is not in this build. */
     ap_status (*describe)(const study_ctx *c, cJSON *opts, ap_error *err);

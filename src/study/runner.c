@@ -172,39 +172,14 @@ static ap_study_action recorded_action(const runner *r, int s) {
     return strcmp(state, "running") == 0 ? AP_STUDY_RESUMED : AP_STUDY_FRESH;
 }
 
-/* Starting a stage over starts over every stage that reads from it; a
- * stage whose results share its owner's file and cannot be redone in place
- * starts the owner over too. Repeated until nothing changes. */
-static ap_status propagate(runner *r, ap_error *err) {
-    for (int changed = 1; changed;) {
-        changed = 0;
-        for (int s = 0; s < AP_STAGE_COUNT; s++) {
-            const stage_def *d = &k_study_stages[s];
-            if (r->plan[s] == AP_STUDY_MISSING) continue;
-            unsigned deps = d->deps(r->o->config);
-            for (int t = 0; t < s; t++)
-                if ((deps & STAGE_BIT(t)) && r->plan[t] == AP_STUDY_FRESH && r->plan[s] != AP_STUDY_FRESH) {
-                    r->plan[s] = AP_STUDY_FRESH;
-                    changed = 1;
-                }
-            if (r->plan[s] == AP_STUDY_FRESH && d->owner >= 0 && r->plan[d->owner] != AP_STUDY_FRESH &&
-                d->can_start_over) {
-                int ok = 1;
-                ap_status st = d->can_start_over(&r->ctx, &ok, err);
-                if (st) {
-                    ap_error_prefix(err, "stage %s", k_stage_names[s]);
-                    return st;
-                }
-                if (!ok) {
-                    ap_info("stage %s must start over, and its results share %s's output: %s starts over too",
-                            k_stage_names[s], k_stage_names[d->owner], k_stage_names[d->owner]);
-                    r->plan[d->owner] = AP_STUDY_FRESH;
-                    changed = 1;
-                }
-            }
-        }
+/* Starting a stage over starts over every stage that reads from it. */
+static void propagate(runner *r) {
+    for (int s = 0; s < AP_STAGE_COUNT; s++) {
+        if (r->plan[s] == AP_STUDY_MISSING) continue;
+        unsigned deps = k_study_stages[s].deps(r->o->config);
+        for (int t = 0; t < s; t++)
+            if ((deps & STAGE_BIT(t)) && r->plan[t] == AP_STUDY_FRESH) r->plan[s] = AP_STUDY_FRESH;
     }
-    return AP_OK;
 }
 
 static ap_status make_plan(runner *r, ap_error *err) {
@@ -217,7 +192,10 @@ static ap_status make_plan(runner *r, ap_error *err) {
         else if ((o->from >= 0 && s >= o->from) || k_study_stages[s].reads_partial) r->plan[s] = AP_STUDY_FRESH;
         else r->plan[s] = recorded_action(r, s);
     }
-    if (o->only < 0) return propagate(r, err);
+    if (o->only < 0) {
+        propagate(r);
+        return AP_OK;
+    }
     /* --only: that stage alone, on inputs that are already done */
     const stage_def *d = &k_study_stages[o->only];
     if (r->plan[o->only] == AP_STUDY_MISSING)
@@ -228,14 +206,6 @@ static ap_status make_plan(runner *r, ap_error *err) {
         if ((deps & STAGE_BIT(t)) && recorded_action(r, t) != AP_STUDY_SKIPPED)
             return ap_fail(err, AP_ERR_ARG, "--only %s: it reads from stage %s, which is not done with these "
                            "options; run the study without --only first", k_stage_names[o->only], k_stage_names[t]);
-    if (r->plan[o->only] == AP_STUDY_FRESH && d->owner >= 0 && d->can_start_over) {
-        int ok = 1;
-        ap_status st = d->can_start_over(&r->ctx, &ok, err);
-        if (st) return st;
-        if (!ok)
-            return ap_fail(err, AP_ERR_ARG, "--only %s: it must start over, which needs stage %s to start over too; "
-                           "run without --only", k_stage_names[o->only], k_stage_names[d->owner]);
-    }
     for (int s = 0; s < AP_STAGE_COUNT; s++)
         if (s != o->only && r->plan[s] != AP_STUDY_MISSING) r->plan[s] = AP_STUDY_NOT_RUN;
     return AP_OK;

@@ -157,7 +157,8 @@ static ap_status extract_into(const study_ctx *c, const char *model, const char 
                             .store_path = store,
                             .balance = c->cfg->extract.samples_per_task > 0 ? AP_BALANCE_PER_TASK : AP_BALANCE_NONE,
                             .per_task = c->cfg->extract.samples_per_task,
-                            .dtype = dtype_of(c->cfg->extract.dtype)};
+                            .dtype = dtype_of(c->cfg->extract.dtype),
+                            .commit_every = (int)c->cfg->extract.commit_every};
     return ap_extract_run(&o, rep, err);
 }
 
@@ -344,18 +345,13 @@ static ap_status embed_describe(const study_ctx *c, cJSON *o, ap_error *err) {
     return study_identify(o, "encoder", c->cfg->mae.encoder, "mae.encoder", err);
 }
 
-/* A store holds the embeddings of one AP-MAE: once it has some, encoding
- * with another means extracting a new store. */
-static ap_status embed_can_start_over(const study_ctx *c, int *ok, ap_error *err) {
-    *ok = 1;
-    char *store = study_path(c, AP_STUDY_STORE, err);
-    if (!store) return AP_ERR_NOMEM;
-    ap_store *s = NULL;
-    ap_status st = ap_path_exists(store) ? ap_store_open(store, AP_STORE_READ, &s, err) : AP_OK;
-    if (!st && s) *ok = ap_store_embed_info_of(s) == NULL;
-    ap_store_close(s, NULL);
-    free(store);
-    return st;
+/* A store holds one AP-MAE's embeddings: starting over drops them. */
+static ap_status drop_embeddings(const char *store, ap_error *err) {
+    ap_store *s;
+    ap_status st = ap_store_open(store, AP_STORE_APPEND, &s, err);
+    if (!st) st = ap_store_embed_drop(s, err);
+    ap_status cst = ap_store_close(s, st ? NULL : err);
+    return st ? st : cst;
 }
 
 static ap_status embed_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
@@ -365,7 +361,8 @@ static ap_status embed_run(const study_ctx *c, int fresh, char summary[256], ap_
     ap_embed_options o = {.store_path = p.store,
                           .model_dir = encoder_is_trained(c->cfg) ? p.mae : c->cfg->mae.encoder};
     ap_embed_report rep;
-    st = ap_embed_store(&o, &rep, err);
+    if (fresh) st = drop_embeddings(p.store, err);
+    if (!st) st = ap_embed_store(&o, &rep, err);
     if (!st)
         snprintf(summary, 256, "%lld samples encoded with %s", (long long)rep.samples,
                  encoder_is_trained(c->cfg) ? "the AP-MAE trained here" : c->cfg->mae.encoder);
@@ -398,14 +395,14 @@ static const char *const k_mae_eval_out[] = {AP_STUDY_MAE_EVAL_DIR, AP_STUDY_CRO
 static const char *const k_report_out[] = {AP_STUDY_REPORT, NULL};
 
 const stage_def k_study_stages[AP_STAGE_COUNT] = {
-    [AP_STAGE_MINE] = {mine_deps, k_mine_out, -1, NULL, mine_describe, mine_run, 0},
-    [AP_STAGE_EXTRACT] = {extract_deps, k_extract_out, -1, NULL, extract_describe, extract_run, 0},
-    [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, -1, NULL, mae_train_describe, mae_train_run, 0},
-    [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, -1, NULL, mae_eval_describe, mae_eval_run, 0},
-    [AP_STAGE_EMBED] = {embed_deps, NULL, AP_STAGE_EXTRACT, embed_can_start_over, embed_describe, embed_run, 0},
+    [AP_STAGE_MINE] = {mine_deps, k_mine_out, mine_describe, mine_run, 0},
+    [AP_STAGE_EXTRACT] = {extract_deps, k_extract_out, extract_describe, extract_run, 0},
+    [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, mae_train_describe, mae_train_run, 0},
+    [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, mae_eval_describe, mae_eval_run, 0},
+    [AP_STAGE_EMBED] = {embed_deps, NULL, embed_describe, embed_run, 0},
     /* cluster, classify and intervene: their parts are not in this build yet */
-    [AP_STAGE_CLUSTER] = {NULL, NULL, -1, NULL, NULL, NULL, 0},
-    [AP_STAGE_CLASSIFY] = {NULL, NULL, -1, NULL, NULL, NULL, 0},
-    [AP_STAGE_INTERVENE] = {NULL, NULL, -1, NULL, NULL, NULL, 0},
-    [AP_STAGE_REPORT] = {report_deps, k_report_out, -1, NULL, report_describe, report_run, 1},
+    [AP_STAGE_CLUSTER] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_CLASSIFY] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_INTERVENE] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_REPORT] = {report_deps, k_report_out, report_describe, report_run, 1},
 };
