@@ -6,7 +6,9 @@
 
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +66,6 @@ static inline double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static inline void sleep_seconds(double s) {
-    struct timespec d = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&d, NULL);
-}
-
 /* Same records (every field) in the same order, same input ids, patterns
  * and embeddings, bit for bit. */
 static inline void assert_stores_equal(const char *a_path, const char *b_path) {
@@ -119,11 +116,14 @@ static inline void assert_stores_equal(const char *a_path, const char *b_path) {
     TU_OK(ap_store_close(b, tu_err()));
 }
 
-/* Run apmae with argv (argv[0] "apmae", NULL-terminated), stderr muted. */
-static inline pid_t spawn_apmae(char *const *argv) {
+/* Run apmae with argv (argv[0] "apmae", NULL-terminated). Its stderr goes
+ * to the write end of a pipe when stderr_fd >= 0, else to /dev/null. */
+static inline pid_t spawn_apmae(char *const *argv, int stderr_fd) {
     pid_t pid = fork();
     if (pid == 0) {
-        if (!freopen("/dev/null", "w", stderr)) _exit(126);
+        if (stderr_fd >= 0 ? dup2(stderr_fd, STDERR_FILENO) < 0 || close(stderr_fd) != 0
+                           : !freopen("/dev/null", "w", stderr))
+            _exit(126);
         execv(tu_apmae_bin(), argv);
         _exit(127);
     }
@@ -132,46 +132,120 @@ static inline pid_t spawn_apmae(char *const *argv) {
 
 static inline int run_apmae(char *const *argv) {
     int status;
-    waitpid(spawn_apmae(argv), &status, 0);
+    waitpid(spawn_apmae(argv, -1), &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Kill-and-resume: runs of argv that write `store` are killed with SIGKILL
- * at random moments within `full` seconds (an uninterrupted run's time);
- * after each kill the store must open and its progress (samples, or
- * embedded samples) never go back. reset() restores the starting state
- * when a run finished before its kill. Returns the kills that left work
- * partly done (the caller asserts there were some). */
+/* Kill-and-resume, timed by the writer's own progress, never by the clock.
+ *
+ * The progress lines apmae prints when stderr is not a terminal
+ * ("LABEL: NN% DONE/TOTAL ...") count committed work only (extraction and
+ * `store embed` update the bar right after each commit). Each round starts
+ * argv with stderr on a pipe, picks a target a few samples past what the
+ * store already holds, reads the lines as they come and sends SIGKILL as
+ * soon as one shows the target reached and the run not finished: the kill
+ * then lands wherever the writer is in the samples after that commit. The
+ * store must then open, keep every sample a line reported (progress(s) >=
+ * DONE) and never go back. A run that ends before its kill (possible only
+ * on a machine far faster than the writer's commits) counts as no kill:
+ * reset() restores the starting state. Load only slows the writer down, so
+ * the rounds wait longer; a round that sees no progress within
+ * KILL_ROUND_SECONDS fails with the writer's stderr. Returns the kills that
+ * left work partly done (the caller asserts there were some).
+ * APMAE_TEST_SEED reproduces the targets. */
+enum { KILL_ROUND_SECONDS = 300, KILL_STDERR_MAX = 1 << 16 };
+
+/* The largest DONE of the progress lines in text (lines "LABEL: NN% DONE/TOTAL"). */
+static inline int64_t last_reported_done(const char *text) {
+    int64_t best = -1;
+    for (const char *line = text; *line; line++) {
+        long long done, total;
+        int pct;
+        if ((line == text || line[-1] == '\n') && sscanf(line, "%*[a-z]: %d%% %lld/%lld", &pct, &done, &total) == 3 &&
+            done > best)
+            best = done;
+    }
+    return best;
+}
+
+/* One round: start argv, kill it once a progress line shows at least target
+ * done (and fewer than total). Returns the DONE the last line before the
+ * kill reported, or -1 when the run ended by itself with exit 0. */
+static inline int64_t kill_at_progress(char *const *argv, int round, int64_t target, int64_t total) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    pid_t pid = spawn_apmae(argv, fds[1]);
+    close(fds[1]);
+    char *text = calloc(KILL_STDERR_MAX + 1, 1);
+    size_t len = 0;
+    int64_t done = -1;
+    double deadline = now_seconds() + KILL_ROUND_SECONDS;
+    for (;;) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        int ready = poll(&p, 1, 100);
+        ssize_t got = 0;
+        if (ready > 0) {
+            char chunk[4096];
+            got = read(fds[0], chunk, sizeof chunk);
+            if (got > 0) {
+                if (len + (size_t)got > KILL_STDERR_MAX) { /* keep the recent half */
+                    memmove(text, text + len - KILL_STDERR_MAX / 2, KILL_STDERR_MAX / 2);
+                    len = KILL_STDERR_MAX / 2;
+                }
+                memcpy(text + len, chunk, (size_t)got);
+                text[len += (size_t)got] = '\0';
+            }
+            done = last_reported_done(text);
+            if (done >= target && done < total) break;
+            if (got == 0) break; /* the writer ended (or closed stderr) */
+        }
+        if (now_seconds() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("round %d: no progress line reached %lld of %lld committed samples within %d s; the writer "
+                     "printed:\n%s", round, (long long)target, (long long)total, KILL_ROUND_SECONDS, text);
+        }
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        fail_msg("round %d: the writer failed (exit %d):\n%s", round, WEXITSTATUS(status), text);
+    free(text);
+    return WIFEXITED(status) ? -1 : done;
+}
+
 static inline int kill_rounds(char *const *argv, const char *store, int64_t (*progress)(const ap_store *), int64_t total,
-                              double full, void (*reset)(void)) {
-    srand((unsigned)time(NULL));
-    int partial = 0, status;
-    int64_t last = 0;
-    double scale = 1.0, lo = 0.1; /* kills land in [lo, lo + 0.6] x full x scale */
+                              void (*reset)(void)) {
+    const char *seed_env = getenv("APMAE_TEST_SEED");
+    unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : (unsigned)time(NULL);
+    print_message("kill rounds on %s: seed %u (APMAE_TEST_SEED reproduces it)\n", store, seed);
+    srand(seed);
+    int partial = 0;
+    int64_t last = 0, step = total / 8 > 1 ? total / 8 : 1; /* three kills stay in the first half of the run */
     reset();
-    for (int round = 0; round < 16 && partial < 3; round++) {
-        pid_t pid = spawn_apmae(argv);
-        sleep_seconds(full * scale * (lo + 0.6 * (rand() % 1000) / 1000.0));
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        if (WIFEXITED(status)) { /* it finished before the kill: start over, kill sooner */
+    for (int round = 0; round < 8 && partial < 3; round++) {
+        int64_t target = last + 1 + rand() % step;
+        int64_t reported = kill_at_progress(argv, round, target, total);
+        if (reported < 0) { /* it finished before its kill: start over */
             reset();
             last = 0;
-            scale *= 0.5;
             continue;
         }
         ap_store *s;
-        if (ap_store_open(store, AP_STORE_READ, &s, tu_err()) != AP_OK) { /* killed before creating it? */
-            print_message("round %d: %s\n", round, tu_last_error()->msg);
-            continue;
-        }
+        TU_OK(ap_store_open(store, AP_STORE_READ, &s, tu_err()));
         int64_t n = progress(s);
-        assert_true(n >= last); /* committed work never disappears */
-        last = n;
-        partial += n > 0 && n < total;
-        if (n == 0) lo += (0.4 - lo) / 2; /* start-up took most of the time (e.g. under ASan): kill later */
         TU_OK(ap_store_close(s, tu_err()));
+        if (n < reported || n < last)
+            fail_msg("round %d: the store holds %lld samples after the kill, but %lld were committed", round,
+                     (long long)n, (long long)(reported > last ? reported : last));
+        last = n;
+        if (n < total) partial++;
+        else reset(), last = 0; /* killed while closing a finished run */
     }
+    print_message("kill rounds on %s: %d kills left the run part-done\n", store, partial);
     return partial;
 }
 

@@ -24,8 +24,8 @@
 #include "apmae/base.h"
 #include "apmae/io.h"
 
-/* 2: /samples/index, the patterns/shard attributes, optional /patterns
- * and /embeddings. */
+/* 2: /samples/index, the patterns/shard attributes, optional /patterns,
+ * /embeddings and /clusters. */
 #define AP_STORE_FORMAT_VERSION 2
 /* Entries below this are "small": the bf16 encoding may keep fewer mantissa
  * bits for them (ap_store_meta.small_bits). */
@@ -178,6 +178,72 @@ int64_t ap_store_embedded(const ap_store *s);
 ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err);
 /* Sample i's embeddings, i < E: cls and/or mean [L, H, D] (either may be NULL). */
 ap_status ap_store_read_embeddings(ap_store *s, int64_t i, float *cls, float *mean, ap_error *err);
+
+/* ---- Clusters (docs/store.md "Clusters", docs/analysis.md "Clusters") ----
+ *
+ * /clusters holds one clustering run over the store's first S samples (S =
+ * the committed samples when the run began): the label of every sample for
+ * every (layer, head), whether each head is done, and per head a summary of
+ * each cluster. Heads are written one at a time, so a killed run keeps every
+ * head committed before the kill. */
+
+/* Begin (or continue) a clustering run on a store opened for APPEND: creates /clusters (labels [S, L, H] int32
+ * for the store's S committed samples, every head "not done") recording params_json (the run's options);
+ * when /clusters exists with the same params and S it is continued (heads already done are kept); other params
+ * or another S replace it (the old run is removed). Durable with the next ap_store_commit. */
+ap_status ap_store_clusters_begin(ap_store *s, const char *params_json, ap_error *err);
+/* Labels of head (layer, head) for every sample, labels [S] (-1 = noise, 0..k-1 = clusters, each used at least
+ * once); marks it done. Writing a head again replaces its labels and drops its summary. */
+ap_status ap_store_put_cluster_labels(ap_store *s, int layer, int head, const int32_t *labels, ap_error *err);
+/* Every label, labels [S, L, H]; AP_ERR_ARG naming the store when it has no /clusters or a head is not done. */
+ap_status ap_store_read_cluster_labels(ap_store *s, int32_t *labels, ap_error *err);
+/* One head's labels [S]; AP_ERR_ARG when that head is not done. */
+ap_status ap_store_read_head_labels(ap_store *s, int layer, int head, int32_t *labels, ap_error *err);
+
+/* The run as recorded in /clusters; arrays are [L * H] (layer-major). */
+typedef struct ap_store_clusters_info {
+    const char *params;           /* params_json of ap_store_clusters_begin */
+    int64_t samples;              /* S */
+    const uint8_t *done;          /* 1 when the head's labels are written */
+    const int32_t *n_clusters;    /* k of each done head (-1 otherwise) */
+    const float *noise_fraction;  /* share of samples labelled -1 (NaN when not done) */
+    const uint8_t *has_summary;   /* 1 when the head has its cluster summary */
+    int heads_done;
+} ap_store_clusters_info;
+/* NULL when the store has no /clusters. Points into the store; valid until the next write to /clusters. */
+const ap_store_clusters_info *ap_store_clusters_info_of(const ap_store *s);
+
+/* What names a cluster: the shares of its attention mass that decide its kind (docs/analysis.md "Clusters"). */
+typedef enum ap_cluster_measure {
+    AP_MEASURE_SINK,     /* on token 0 */
+    AP_MEASURE_SELF,     /* on the diagonal */
+    AP_MEASURE_PREVIOUS, /* on the token just before */
+    AP_MEASURE_LOCAL,    /* on the few tokens before that */
+    AP_MEASURE_FIM,      /* on the sample's <fim_suffix> / <fim_middle> / later <fim_prefix> positions */
+    AP_MEASURE_STRIPES,  /* on the few content columns that take the most of the rest */
+    AP_MEASURE_ENTROPY,  /* row entropy / log(row length): 1 = uniform */
+    AP_CLUSTER_MEASURES
+} ap_cluster_measure;
+const char *ap_cluster_measure_name(int m);
+
+#define AP_CLUSTER_KIND_MAX 32
+typedef struct ap_cluster_summary {
+    int64_t size;                         /* members */
+    int64_t medoid;                       /* sample index of its medoid in UMAP space */
+    char kind[AP_CLUSTER_KIND_MAX];       /* e.g. "sink", "previous", "sink+local", "diffuse" */
+    float measures[AP_CLUSTER_MEASURES];  /* the measured shares that decided the kind */
+} ap_cluster_summary;
+/* The summary of each of the k clusters of a done head, c [k], and their mean
+ * patterns mean_tri [k, N(N+1)/2] (lower triangles; NULL for a store without
+ * patterns, required otherwise). k, the sizes and the medoids must agree
+ * with the head's labels. Replaces an earlier summary of the head. */
+ap_status ap_store_put_cluster_summary(ap_store *s, int layer, int head, int k, const ap_cluster_summary *c,
+                                       const float *mean_tri, ap_error *err);
+/* *out malloc'ed [*k] (NULL when k is 0); AP_ERR_ARG when the head has no summary. */
+ap_status ap_store_read_cluster_summary(ap_store *s, int layer, int head, ap_cluster_summary **out, int *k,
+                                        ap_error *err);
+/* Cluster c's mean pattern as a full N×N matrix (zeros above the diagonal). */
+ap_status ap_store_read_cluster_mean(ap_store *s, int layer, int head, int c, float *out, ap_error *err);
 
 /* Append sample i of src to dst: record, input_ids, patterns (their stored
  * bytes, unchanged) and, when src has them for i, embeddings. The stores

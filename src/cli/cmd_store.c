@@ -17,7 +17,7 @@ static const cli_spec k_info = {
     "apmae store info STORE.h5 [--json]",
     "Summarise a pattern store: samples per task and correctness, the model, the pattern dtype, the size on disk "
     "and the bytes per stored pattern against dense float32 N×N, whether it keeps patterns and/or AP-MAE "
-    "embeddings, and the AP-MAE that made them.",
+    "embeddings, the AP-MAE that made them, and how far its clustering run (apmae cluster) got.",
     k_info_flags,
 };
 
@@ -158,6 +158,17 @@ static int info_json(ap_store *s, const ap_store_size *sz, const task_count *tc,
     } else {
         cJSON_AddNullToObject(o, "embeddings");
     }
+    const ap_store_clusters_info *ci = ap_store_clusters_info_of(s);
+    if (ci) {
+        cJSON *cl = cJSON_CreateObject(), *params = cJSON_Parse(ci->params);
+        cJSON_AddNumberToObject(cl, "samples", (double)ci->samples);
+        cJSON_AddNumberToObject(cl, "heads_done", ci->heads_done);
+        cJSON_AddNumberToObject(cl, "heads", m->num_layers * m->num_heads);
+        cJSON_AddItemToObject(cl, "params", params ? params : cJSON_CreateString(ci->params));
+        cJSON_AddItemToObject(o, "clusters", cl);
+    } else {
+        cJSON_AddNullToObject(o, "clusters");
+    }
     if (m->shard_count > 1) {
         cJSON *sh = cJSON_CreateObject();
         cJSON_AddNumberToObject(sh, "index", m->shard_index);
@@ -194,6 +205,11 @@ static void info_text(ap_store *s, const ap_store_size *sz, const task_count *tc
                (long long)ap_store_embedded(s), (long long)ap_store_count(s), e->model_id, e->dim, e->model_hash,
                e->compat_reference ? ", --compat reference" : "", sz->embedding_bytes / 1048576.0);
     else printf("embeddings: none\n");
+    const ap_store_clusters_info *ci = ap_store_clusters_info_of(s);
+    if (ci)
+        printf("clusters: %d of %d heads done over the first %lld samples, options %s\n", ci->heads_done,
+               m->num_layers * m->num_heads, (long long)ci->samples, ci->params);
+    else printf("clusters: none\n");
     printf("size:     %.1f MiB on disk", sz->file_bytes / 1048576.0);
     if (per > 0) printf("; %.0f bytes per pattern (%.2fx smaller than dense float32 N×N, %.0f bytes)", per, dense / per,
                         dense);

@@ -318,7 +318,7 @@ static ap_status run_loop(extractor *x, ap_error *err) {
         ex_scenario_clear(&s);
         if (st) break;
     }
-    if (!st) st = commit(x, consumed, err);
+    if (!st && !(st = commit(x, consumed, err))) ap_progress_update(&bar, consumed, NULL);
     x->rep->seconds = ap_now() - t_start;
     x->rep->consumed = consumed;
     ap_progress_end(&bar, NULL);

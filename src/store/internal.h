@@ -143,6 +143,23 @@ int64_t ap_emb_storage(const ap_emb *e);
 /* Close the datasets and free; NULL is a no-op. */
 void ap_emb_free(ap_emb *e);
 
+/* ---- Clusters (clusters.c): /clusters, kept in memory but for labels and summaries ---- */
+
+typedef struct ap_clusters ap_clusters;
+/* Read /clusters when the store has it (*out NULL when not), checking its
+ * shapes against L x H. */
+ap_status ap_clusters_load(hid_t file, const char *path, int L, int H, ap_clusters **out, ap_error *err);
+void ap_clusters_free(ap_clusters *c);
+
+/* What clusters.c needs of the store handle (store.c). */
+hid_t ap_store_h5(const ap_store *s);
+ap_clusters **ap_store_clusters_slot(ap_store *s);
+/* AP_OK when s may be written: opened for APPEND, no earlier failed write. */
+ap_status ap_store_check_writable(const ap_store *s, ap_error *err);
+/* After a failed write: refuse further commits and prefer the journal's
+ * message (naming the file) when it has one. Returns st. */
+ap_status ap_store_write_failed(ap_store *s, ap_status st, ap_error *err);
+
 /* Variable-length UTF-8 string type (caller closes). */
 hid_t ap_h5_str_type(void);
 /* Silence HDF5's own printing of errors (once per process). */

@@ -49,6 +49,7 @@ struct ap_store {
     int broken;          /* an append or commit failed midway: refuse to commit more */
     hid_t file, d_patterns, d_ids, d_cols[NCOLS]; /* d_patterns < 0 in a store without patterns */
     ap_emb *emb;                                  /* /embeddings, NULL until there are some */
+    ap_clusters *clusters;                        /* /clusters, NULL until a run began */
     hid_t t_pattern, t_str, t_bool_mem;
     ap_meta_owned meta;
     size_t T;     /* entries of one stored pattern */
@@ -226,6 +227,7 @@ static ap_status write_skeleton(hid_t f, const ap_store_meta *m, const char *pat
 
 static void store_free(ap_store *s) {
     ap_emb_free(s->emb);
+    ap_clusters_free(s->clusters);
     if (s->d_patterns >= 0) H5Dclose(s->d_patterns);
     if (s->d_ids >= 0) H5Dclose(s->d_ids);
     for (int c = 0; c < NCOLS; c++)
@@ -430,6 +432,7 @@ static ap_status load(ap_store *s, ap_error *err) {
                            s->path, k_cols[c].name, (unsigned long long)cd[0], (unsigned long long)rows);
     }
     if ((st = load_embeddings(s, err)) != AP_OK) return st;
+    if ((st = ap_clusters_load(s->file, s->path, m->num_layers, m->num_heads, &s->clusters, err)) != AP_OK) return st;
     if ((st = table_reserve(s, (size_t)s->count, err)) != AP_OK) return st;
     for (int c = 0; c < NCOLS; c++)
         if ((st = read_column(s, c, err)) != AP_OK) return st;
@@ -560,9 +563,8 @@ void ap_store_set_cursor(ap_store *s, int64_t cursor) { s->cursor = cursor; }
 
 static ap_status check_record(const ap_store *s, const ap_store_sample *r, const int32_t *input_ids,
                               int has_attention, ap_error *err) {
-    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
-    if (s->broken)
-        return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    ap_status wst = ap_store_check_writable(s, err);
+    if (wst != AP_OK) return wst;
     if (!r->id || !r->id[0]) return ap_fail(err, AP_ERR_ARG, "%s: a sample needs a scenario id", s->path);
     if (!input_ids || (!has_attention && !s->meta.m.no_patterns))
         return ap_fail(err, AP_ERR_ARG, "%s: sample '%s' needs its input_ids and attention", s->path, r->id);
@@ -781,8 +783,8 @@ static ap_status write_pending_rows(ap_store *s, ap_error *err) {
 }
 
 ap_status ap_store_commit(ap_store *s, ap_error *err) {
-    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
-    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    ap_status wst = ap_store_check_writable(s, err);
+    if (wst != AP_OK) return wst;
     if (s->meta.m.no_patterns && ap_store_embedded(s) < s->count)
         return ap_fail(err, AP_ERR_ARG, "%s: sample '%s' has no embeddings, and this store keeps nothing else of its "
                        "patterns", s->path, col_str(s, C_ID, ap_store_embedded(s)));
@@ -953,6 +955,23 @@ ap_status ap_store_size_of(ap_store *s, ap_store_size *out, ap_error *err) {
 
 int ap_store_has_patterns(const ap_store *s) { return !s->meta.m.no_patterns; }
 
+/* ---- what the store's other files need (internal.h) ---- */
+
+hid_t ap_store_h5(const ap_store *s) { return s->file; }
+ap_clusters **ap_store_clusters_slot(ap_store *s) { return &s->clusters; }
+
+ap_status ap_store_check_writable(const ap_store *s, ap_error *err) {
+    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
+    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    return AP_OK;
+}
+
+ap_status ap_store_write_failed(ap_store *s, ap_status st, ap_error *err) {
+    s->broken = 1;
+    const ap_error *je = ap_journal_last_error(s->journal);
+    return je ? ap_fail(err, je->code, "%s", je->msg) : st;
+}
+
 /* ---- embeddings ---- */
 
 const ap_store_embed_info *ap_store_embed_info_of(const ap_store *s) { return s->emb ? ap_emb_info(s->emb) : NULL; }
@@ -965,8 +984,8 @@ static void describe_model(const ap_store_embed_info *e, char *buf, size_t n) {
 }
 
 ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_error *err) {
-    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
-    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    ap_status wst = ap_store_check_writable(s, err);
+    if (wst != AP_OK) return wst;
     if (s->emb) {
         if (ap_emb_same_model(ap_emb_info(s->emb), info)) return AP_OK;
         char have[1024], want[1024];
@@ -998,8 +1017,8 @@ ap_status ap_store_embed_drop(ap_store *s, ap_error *err) {
 }
 
 ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err) {
-    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
-    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    ap_status wst = ap_store_check_writable(s, err);
+    if (wst != AP_OK) return wst;
     if (!s->emb) return ap_fail(err, AP_ERR_ARG, "%s: embeddings not begun (ap_store_embed_begin)", s->path);
     if (!cls || !mean) return ap_fail(err, AP_ERR_ARG, "%s: embeddings need both cls and mean", s->path);
     int64_t e = ap_emb_count(s->emb);
