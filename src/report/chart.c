@@ -289,17 +289,51 @@ static int label_every(double cell) {
     return 1000;
 }
 
-/* Row and column indices and the axis labels around a grid of cells. */
+/* Row and column labels (indices, or names) and the axis labels around a
+ * grid of cells. */
 static void grid_axes(rp_out *o, double ml, double mt, double cell, int rows, int cols, const char *row_label,
-                      const char *col_label) {
-    int kr = label_every(cell), kc = label_every(cell);
-    for (int r = 0; r < rows; r += kr)
-        rp_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%d</text>", ml - 5, mt + cell * (r + 0.5) + 4, r);
-    for (int c = 0; c < cols; c += kc)
-        rp_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>", ml + cell * (c + 0.5),
-                  mt + cell * rows + 15, c);
-    text_at(o, ml + cell * cols / 2, mt + cell * rows + 34, "middle", "label", col_label);
-    y_label(o, 14, mt + cell * rows / 2, row_label);
+                      const char *col_label, const char *const *row_names, const char *const *col_names) {
+    int kr = row_names ? 1 : label_every(cell), kc = col_names ? 1 : label_every(cell);
+    for (int r = 0; r < rows; r += kr) {
+        rp_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", ml - 5, mt + cell * (r + 0.5) + 4);
+        if (row_names) rp_text(o, row_names[r]);
+        else rp_printf(o, "%d", r);
+        rp_raw(o, "</text>");
+    }
+    for (int c = 0; c < cols; c += kc) {
+        rp_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ml + cell * (c + 0.5),
+                  mt + cell * rows + 15);
+        if (col_names) rp_text(o, col_names[c]);
+        else rp_printf(o, "%d", c);
+        rp_raw(o, "</text>");
+    }
+    if (col_label) text_at(o, ml + cell * cols / 2, mt + cell * rows + 34, "middle", "label", col_label);
+    if (row_label) y_label(o, 14, mt + cell * rows / 2, row_label);
+}
+
+static const char *category_colour(const rp_categories *cat, int i) {
+    int k = cat->of[i];
+    return k < 0 ? "#ffffff" : k < cat->n ? rp_series_colour(k) : "#9e9e9e";
+}
+
+/* Swatches and names of the categories (and "other" when some cell has it),
+ * in a column from (x, y). */
+static void category_legend(rp_out *o, const rp_categories *cat, size_t cells, double x, double y) {
+    int other = 0;
+    for (size_t i = 0; i < cells; i++) other |= cat->of[i] >= cat->n;
+    for (int k = 0; k <= cat->n; k++) {
+        if (k == cat->n && !other) break;
+        double yy = y + 16.0 * k;
+        rp_printf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"10\" fill=\"%s\"/>", x, yy,
+                  k < cat->n ? rp_series_colour(k) : "#9e9e9e");
+        text_at(o, x + 20, yy + 9, "start", NULL, k < cat->n ? cat->names[k] : "other");
+    }
+}
+
+static double category_legend_width(const rp_categories *cat) {
+    double w = 40;
+    for (int k = 0; k < cat->n; k++) w = fmax(w, 7.0 * (double)strlen(cat->names[k]));
+    return w + 30;
 }
 
 static double grid_cell(int rows, int cols, double max_w, double max_h, double lo, double hi) {
@@ -311,12 +345,12 @@ void rp_svg_heatmap(rp_out *o, const rp_heatmap *c) {
     const double ml = 56, mt = 34, mb = 46;
     const double cell = grid_cell(c->rows, c->cols, 620, 640, 4, 28);
     const double gw = cell * c->cols, gh = cell * c->rows, legend_x = ml + gw + 24;
-    const double W = fmax(legend_x + 110, title_width(c->title));
-    const double H = mt + fmax(gh, 150) + mb;
+    const double W = fmax(legend_x + (c->cat.of ? category_legend_width(&c->cat) : 110), title_width(c->title));
+    const double H = mt + fmax(gh, c->cat.of ? 16.0 * (c->cat.n + 1) : fmin(fmax(gh, 100), 220) + 40) + mb;
     size_t n = (size_t)c->rows * (size_t)c->cols;
     double lo = INFINITY, hi = -INFINITY;
     int any_nan = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !c->cat.of; i++) {
         if (isnan(c->v[i])) any_nan = 1;
         else lo = fmin(lo, c->v[i]), hi = fmax(hi, c->v[i]);
     }
@@ -327,20 +361,26 @@ void rp_svg_heatmap(rp_out *o, const rp_heatmap *c) {
     char colour[8];
     for (int r = 0; r < c->rows; r++)
         for (int k = 0; k < c->cols; k++) {
-            double v = c->v[(size_t)r * c->cols + k];
-            if (isnan(v)) snprintf(colour, sizeof colour, "#dddddd");
-            else colour_of((v - lo) / (hi - lo), c->diverging, colour);
+            size_t i = (size_t)r * c->cols + k;
+            if (c->cat.of) snprintf(colour, sizeof colour, "%s", category_colour(&c->cat, (int)i));
+            else if (isnan(c->v[i])) snprintf(colour, sizeof colour, "#dddddd");
+            else colour_of((c->v[i] - lo) / (hi - lo), c->diverging, colour);
             rp_printf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>", ml + cell * k,
                       mt + cell * r, cell, cell, colour);
-            if (c->tooltip && c->tooltip[(size_t)r * c->cols + k]) {
-                rp_text(o, c->tooltip[(size_t)r * c->cols + k]);
+            if (c->tooltip && c->tooltip[i]) {
+                rp_text(o, c->tooltip[i]);
             } else {
                 rp_printf(o, "%s %d, %s %d: ", c->row_label, r, c->col_label, k);
-                rp_num(o, v);
+                rp_num(o, c->v[i]);
             }
             rp_raw(o, "</title></rect>");
         }
-    grid_axes(o, ml, mt, cell, c->rows, c->cols, c->row_label, c->col_label);
+    grid_axes(o, ml, mt, cell, c->rows, c->cols, c->row_label, c->col_label, NULL, NULL);
+    if (c->cat.of) {
+        category_legend(o, &c->cat, n, legend_x, mt);
+        svg_end(o);
+        return;
+    }
     /* the colour legend: a vertical ramp from lo (bottom) to hi (top) */
     int id = ++o->next_id;
     double lh = fmin(fmax(gh, 100), 220);
@@ -368,13 +408,64 @@ void rp_svg_heatmap(rp_out *o, const rp_heatmap *c) {
 }
 
 void rp_svg_tiles(rp_out *o, const rp_tiles *c) {
-    const double ml = 56, mt = 34, mb = 46, cell = c->tile + c->gap;
-    const double W = fmax(ml + cell * c->cols + 16, title_width(c->title)), H = mt + cell * c->rows + mb;
+    double ml = 56, label_w = 0, col_w = 0;
+    for (int r = 0; c->row_names && r < c->rows; r++) label_w = fmax(label_w, 7.0 * (double)strlen(c->row_names[r]));
+    for (int k = 0; c->col_names && k < c->cols; k++) col_w = fmax(col_w, 7.0 * (double)strlen(c->col_names[k]) + 10);
+    ml = fmax(ml, label_w + 12);
+    /* small patterns are shown enlarged (pixelated), and columns as wide as their names */
+    const double mt = 34, mb = 46, cell = fmax(fmax(c->tile + c->gap, 40), col_w);
+    const double px = cell / (c->tile + c->gap); /* display units per image pixel */
+    const double legend_x = ml + cell * c->cols + 16;
+    const double W = fmax(legend_x + (c->cat.of ? category_legend_width(&c->cat) : 0), title_width(c->title));
+    const double H = mt + fmax(cell * c->rows, c->cat.of ? 16.0 * (c->cat.n + 1) : 0) + mb;
     svg_begin(o, W, H, c->title);
     rp_printf(o, "<image x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" href=\"data:image/png;base64,", ml, mt,
               cell * c->cols, cell * c->rows);
     rp_base64(o, c->png, c->png_len);
     rp_raw(o, "\"/>");
-    grid_axes(o, ml, mt, cell, c->rows, c->cols, c->row_label, c->col_label);
+    for (int r = 0; (c->cat.of || c->tooltip) && r < c->rows; r++)
+        for (int k = 0; k < c->cols; k++) {
+            size_t i = (size_t)r * c->cols + k;
+            const char *stroke = c->cat.of ? category_colour(&c->cat, (int)i) : "none";
+            rp_printf(o, "<rect class=\"frame\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" stroke=\"%s\">",
+                      ml + cell * k + 0.5, mt + cell * r + 0.5, (c->tile + c->gap / 2.0) * px, (c->tile + c->gap / 2.0) * px,
+                      stroke);
+            if (c->tooltip && c->tooltip[i]) {
+                rp_raw(o, "<title>");
+                rp_text(o, c->tooltip[i]);
+                rp_raw(o, "</title>");
+            }
+            rp_raw(o, "</rect>");
+        }
+    grid_axes(o, ml, mt, cell, c->rows, c->cols, c->row_label, c->col_label, c->row_names, c->col_names);
+    if (c->cat.of) category_legend(o, &c->cat, (size_t)c->rows * c->cols, legend_x, mt);
     svg_end(o);
+}
+
+/* ---- pattern thumbnails -------------------------------------------------------------------------- */
+
+void rp_thumb_size(int N, int target, int *b, int *t) {
+    *b = (N + target - 1) / target;
+    *t = (N + *b - 1) / *b;
+}
+
+void rp_thumbnail(const float *P, int N, int b, unsigned char *rgb, size_t stride, float *block) {
+    int t = (N + b - 1) / b;
+    double m = 0;
+    for (int i = 0; i < t; i++)
+        for (int j = 0; j < t; j++) {
+            double sum = 0;
+            int cnt = 0;
+            for (int y = i * b; y < (i + 1) * b && y < N; y++)
+                for (int x = j * b; x < (j + 1) * b && x <= y; x++) sum += P[(size_t)y * N + x], cnt++;
+            block[i * t + j] = cnt ? (float)(sum / (b * b)) : -1.0f;
+            if (cnt && sum > 0 && log(block[i * t + j]) < m) m = log(block[i * t + j]);
+        }
+    for (int i = 0; i < t; i++)
+        for (int j = 0; j < t; j++) {
+            unsigned char *px = rgb + (size_t)i * stride + 3 * (size_t)j;
+            float v = block[i * t + j];
+            if (v < 0) px[0] = px[1] = px[2] = 255;
+            else ap_viridis(v > 0 ? (m < 0 ? (log(v) - m) / -m : 1.0) : 0.0, px);
+        }
 }

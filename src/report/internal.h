@@ -72,8 +72,17 @@ typedef struct rp_bar_chart {
 } rp_bar_chart;
 void rp_svg_bar_chart(rp_out *o, const rp_bar_chart *c);
 
+/* Categories shown by colour, with a legend of swatches: category[i] in
+ * 0..n-1 (colour rp_series_colour(i)), n for "other" (grey), -1 for none. */
+typedef struct rp_categories {
+    const int *of;             /* [cells] */
+    const char *const *names;  /* [n] */
+    int n;
+} rp_categories;
+
 /* A rows x cols grid of values (NaN: no value), e.g. layers x heads, with
- * a colour legend. diverging: a blue-white-red scale centred on 0. */
+ * a colour legend. diverging: a blue-white-red scale centred on 0. With
+ * cat.of set, the cells show categories instead of v. */
 typedef struct rp_heatmap {
     const char *title;
     const char *row_label, *col_label, *value_label;
@@ -81,18 +90,30 @@ typedef struct rp_heatmap {
     const double *v;            /* [rows * cols] */
     const char *const *tooltip; /* [rows * cols] or NULL: shown on hover */
     int diverging;
+    rp_categories cat;
 } rp_heatmap;
 void rp_svg_heatmap(rp_out *o, const rp_heatmap *c);
 
-/* An image (PNG bytes) inside a layers x heads frame: rows x cols tiles of
- * tile pixels plus gap, with the axes labelled like the heat maps. */
+/* An image (PNG bytes) of rows x cols tiles of tile pixels plus gap, with
+ * the rows and columns labelled by index (layers x heads) or by name. With
+ * cat.of set, each tile gets a frame in its category's colour, and a legend. */
 typedef struct rp_tiles {
     const char *title, *row_label, *col_label;
     int rows, cols, tile, gap;
     const void *png;
     size_t png_len;
+    const char *const *row_names, *const *col_names; /* NULL: indices */
+    const char *const *tooltip;                      /* [rows * cols] or NULL */
+    rp_categories cat;
 } rp_tiles;
 void rp_svg_tiles(rp_out *o, const rp_tiles *c);
+
+/* A thumbnail of an N x N pattern, about `target` pixels wide: *t x *t
+ * pixels (each the mean of a b x b block), log-scaled like the AP-MAE's
+ * input through viridis, white above the diagonal, written into rgb rows of
+ * `stride` bytes. block: scratch of t*t floats. */
+void rp_thumb_size(int N, int target, int *b, int *t);
+void rp_thumbnail(const float *P, int N, int b, unsigned char *rgb, size_t stride, float *block);
 
 /* ---- the study being reported ---------------------------------------------------------------------- */
 
@@ -118,5 +139,32 @@ void rp_section_settings(rp_out *o, const rp_study *s);
 void rp_section_lm_accuracy(rp_out *o, const rp_study *s);
 void rp_section_patterns(rp_out *o, const rp_study *s);
 void rp_section_mae(rp_out *o, const rp_study *s);
+void rp_section_clusters(rp_out *o, const rp_study *s);
+
+/* One tile of a composed image: a stored pattern (sample, layer, head), a
+ * cluster's mean pattern (cluster >= 0), or blank (sample and cluster < 0). */
+typedef struct rp_cell {
+    int64_t sample;
+    int layer, head, cluster;
+} rp_cell;
+/* rows x cols thumbnails (about target pixels each, gap apart) as one PNG:
+ * *png malloc'ed, *tile the thumbnail size. 0 on failure (o's error set). */
+int rp_compose(rp_out *o, const rp_study *s, const rp_cell *cells, int rows, int cols, int target, int gap,
+               void **png, size_t *len, int *tile);
+
+/* Per head, what its clusters are (from the store's /clusters summaries):
+ * the kind and medoid of its largest cluster, and a line describing all of
+ * them; kinds coloured as categories, the most common first. */
+typedef struct rp_head_kinds {
+    int *kind;           /* [L*H]: index into names, n_names for another kind, -1: no summary */
+    int64_t *medoid;     /* [L*H]: medoid sample of the largest cluster, -1: none */
+    char **about;        /* [L*H]: "layer l, head h: k clusters, ..." */
+    const char *names[8];
+    char name_buf[8][AP_CLUSTER_KIND_MAX];
+    int n_names;
+} rp_head_kinds;
+/* 0 when the store has no cluster summaries (nothing allocated). */
+int rp_head_kinds_load(rp_out *o, const rp_study *s, rp_head_kinds *k);
+void rp_head_kinds_free(rp_head_kinds *k, int heads);
 
 #endif

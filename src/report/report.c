@@ -17,7 +17,7 @@ static const section k_sections[] = {
     {"lm-accuracy", "LM accuracy per task", "extract", rp_section_lm_accuracy},
     {"patterns", "Pattern gallery", "extract", rp_section_patterns},
     {"mae", "AP-MAE: training, reconstruction, cross-model", "mae-eval", rp_section_mae},
-    {"clusters", "Clusters per head", "cluster", NULL},
+    {"clusters", "Clusters per head", "cluster", rp_section_clusters},
     {"classify", "Predicting correctness from the clusters", "classify", NULL},
     {"shap", "SHAP head map", "classify", NULL},
     {"intervene", "Interventions", "intervene", NULL},
@@ -44,7 +44,7 @@ static const char k_style[] =
     "svg .value{font-size:11px;fill:#333}svg .grid{stroke:#e8e8e8}svg .tick,svg .axis{stroke:#333;fill:none}"
     "svg .interval{stroke:#222;stroke-width:1.3;fill:none}svg .reference{stroke:#555;stroke-dasharray:5 4}"
     "svg .legend rect:first-child{fill:#fff;fill-opacity:.9;stroke:#ccc}"
-    "svg image{image-rendering:pixelated}"
+    "svg image{image-rendering:pixelated}svg .frame{fill:none;stroke-width:2}"
     ".figures img{max-width:100%;display:block;margin:8px 0;image-rendering:pixelated}";
 
 char *rp_path(rp_out *o, const rp_study *s, const char *name) {
@@ -70,7 +70,7 @@ void rp_missing(rp_out *o, const rp_study *s, const char *stage, const char *wha
     const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "state"));
     rp_raw(o, "<p class=\"missing\">No ");
     rp_text(o, what);
-    rp_printf(o, " yet: the %s stage %s.</p>\n", stage,
+    rp_printf(o, " to show: the %s stage %s.</p>\n", stage,
               !state ? "has not run" : strcmp(state, "running") == 0 ? "has not finished" : "left no output for it");
 }
 

@@ -91,7 +91,7 @@ void rp_section_lm_accuracy(rp_out *o, const rp_study *s) {
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(eval, "scenarios");
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(sc, "tasks");
     if (!tasks) {
-        rp_missing(o, s, "extract", "the LM's accuracy");
+        rp_missing(o, s, "extract", "LM accuracy");
         cJSON_Delete(eval);
         return;
     }
@@ -142,70 +142,74 @@ void rp_section_lm_accuracy(rp_out *o, const rp_study *s) {
 
 /* ---- pattern gallery ----------------------------------------------------------------------------- */
 
-/* A thumbnail of an N x N pattern: the mean of b x b blocks, then the
- * AP-MAE scaler's log scaling through viridis; above the diagonal white. */
-static void thumbnail(const float *P, int N, int b, unsigned char *rgb, size_t stride, float *block) {
-    int t = (N + b - 1) / b;
-    double m = 0;
-    for (int i = 0; i < t; i++)
-        for (int j = 0; j < t; j++) {
-            double sum = 0;
-            int cnt = 0;
-            for (int y = i * b; y < (i + 1) * b && y < N; y++)
-                for (int x = j * b; x < (j + 1) * b && x <= y; x++) sum += P[(size_t)y * N + x], cnt++;
-            block[i * t + j] = cnt ? (float)(sum / (b * b)) : -1.0f;
-            if (cnt && sum > 0 && log(block[i * t + j]) < m) m = log(block[i * t + j]);
-        }
-    for (int i = 0; i < t; i++)
-        for (int j = 0; j < t; j++) {
-            unsigned char *px = rgb + (size_t)i * stride + 3 * (size_t)j;
-            float v = block[i * t + j];
-            if (v < 0) {
-                px[0] = px[1] = px[2] = 255;
-            } else {
-                double x = v > 0 ? (m < 0 ? (log(v) - m) / -m : 1.0) : 0.0;
-                ap_viridis(x, px);
-            }
-        }
-}
-
-/* One pattern of every head of sample i, as one image of L x H tiles. */
-static void gallery(rp_out *o, const rp_study *s, int64_t i) {
-    const int N = s->N, L = s->L, H = s->H, gap = 2;
-    int target = H >= 24 ? 32 : 64, b = (N + target - 1) / target, t = (N + b - 1) / b, cell = t + gap;
-    size_t W = (size_t)H * cell, Ht = (size_t)L * cell, stride = 3 * W;
+int rp_compose(rp_out *o, const rp_study *s, const rp_cell *cells, int rows, int cols, int target, int gap,
+               void **png, size_t *len, int *tile) {
+    const int N = s->N;
+    int b, t;
+    rp_thumb_size(N, target, &b, &t);
+    int cell = t + gap;
+    size_t W = (size_t)cols * cell, Ht = (size_t)rows * cell, stride = 3 * W;
     unsigned char *rgb = ap_malloc(stride * Ht, o->err);
     float *P = ap_malloc((size_t)N * N * sizeof *P, o->err), *block = ap_malloc((size_t)t * t * sizeof *block, o->err);
-    void *png = NULL;
-    size_t len = 0;
+    *png = NULL;
     if (!rgb || !P || !block) o->st = AP_ERR_NOMEM;
     if (rgb) memset(rgb, 255, stride * Ht);
-    for (int l = 0; l < L && !o->st; l++)
-        for (int h = 0; h < H && !o->st; h++) {
-            if ((o->st = ap_store_read_pattern(s->store, i, l, h, P, o->err))) break;
-            thumbnail(P, N, b, rgb + (size_t)l * cell * stride + 3 * (size_t)h * cell, stride, block);
-        }
-    if (!o->st) o->st = ap_png_encode_rgb(rgb, (int)W, (int)Ht, &png, &len, o->err);
-    if (!o->st) {
-        ap_store_sample rec;
-        if ((o->st = ap_store_read_sample(s->store, i, &rec, NULL, o->err))) goto done;
-        rp_printf(o, "<p>Every head's attention pattern for sample %lld (scenario <code>", (long long)i);
-        rp_text(o, rec.id);
-        rp_raw(o, "</code>, task ");
-        rp_text(o, rec.task);
-        rp_printf(o, ", completion %s). Rows are query positions, columns key positions; each tile is the "
-                  "%d &times; %d pattern averaged over %d &times; %d blocks and log-scaled like the AP-MAE's "
-                  "input (viridis: yellow is the largest attention in the tile, dark purple the smallest, white "
-                  "above the diagonal).</p>\n",
-                  rec.correct ? "correct" : "incorrect", N, N, b, b);
-        rp_tiles tiles = {.title = "Example attention pattern of every head", .row_label = "layer",
-                          .col_label = "head", .rows = L, .cols = H, .tile = t, .gap = gap, .png = png, .png_len = len};
-        rp_svg_tiles(o, &tiles);
+    for (int i = 0; i < rows * cols && !o->st; i++) {
+        const rp_cell *c = &cells[i];
+        if (c->cluster >= 0) o->st = ap_store_read_cluster_mean(s->store, c->layer, c->head, c->cluster, P, o->err);
+        else if (c->sample >= 0) o->st = ap_store_read_pattern(s->store, c->sample, c->layer, c->head, P, o->err);
+        else continue;
+        if (!o->st) rp_thumbnail(P, N, b, rgb + (size_t)(i / cols) * cell * stride + 3 * (size_t)(i % cols) * cell,
+                                 stride, block);
     }
-done:
+    if (!o->st) o->st = ap_png_encode_rgb(rgb, (int)W, (int)Ht, png, len, o->err);
     free(rgb);
     free(P);
     free(block);
+    *tile = t;
+    return !o->st;
+}
+
+/* Every head's pattern as one image of L x H tiles: with clusters, the
+ * medoid of each head's largest cluster framed in the colour of its kind;
+ * without, the patterns of sample 0. */
+static void gallery(rp_out *o, const rp_study *s) {
+    const int L = s->L, H = s->H, gap = 2;
+    rp_head_kinds kinds;
+    int have_kinds = rp_head_kinds_load(o, s, &kinds);
+    rp_cell *cells = ap_calloc((size_t)L * H, sizeof *cells, o->err);
+    void *png = NULL;
+    size_t len = 0;
+    int tile = 0;
+    if (!cells) o->st = AP_ERR_NOMEM;
+    for (int i = 0; cells && i < L * H; i++)
+        cells[i] = (rp_cell){.sample = have_kinds ? kinds.medoid[i] : 0, .layer = i / H, .head = i % H, .cluster = -1};
+    if (o->st || !rp_compose(o, s, cells, L, H, H >= 24 ? 32 : 64, gap, &png, &len, &tile)) goto done;
+    rp_tiles tiles = {.title = "An attention pattern of every head", .row_label = "layer", .col_label = "head",
+                      .rows = L, .cols = H, .tile = tile, .gap = gap, .png = png, .png_len = len};
+    const char *how = "Rows are query positions, columns key positions; each tile is a pattern averaged over "
+                      "blocks and log-scaled like the AP-MAE's input (viridis: yellow is the largest attention in "
+                      "the tile, dark purple the smallest, white above the diagonal).";
+    if (have_kinds) {
+        rp_printf(o, "<p>For every head, the medoid of its largest cluster: the sample whose pattern is the most "
+                  "typical of what this head shows most often. The frame's colour is that cluster's kind "
+                  "(docs/analysis.md names the kinds); hover a tile for all of the head's clusters. %s</p>\n", how);
+        tiles.cat = (rp_categories){.of = kinds.kind, .names = kinds.names, .n = kinds.n_names};
+        tiles.tooltip = (const char *const *)kinds.about;
+    } else {
+        ap_store_sample rec;
+        if ((o->st = ap_store_read_sample(s->store, 0, &rec, NULL, o->err))) goto done;
+        rp_raw(o, "<p>Every head's attention pattern for sample 0 (scenario <code>");
+        rp_text(o, rec.id);
+        rp_raw(o, "</code>, task ");
+        rp_text(o, rec.task);
+        rp_printf(o, ", completion %s); once the heads are clustered, the gallery shows each head's most common "
+                  "pattern. %s</p>\n", rec.correct ? "correct" : "incorrect", how);
+    }
+    rp_svg_tiles(o, &tiles);
+done:
+    if (have_kinds) rp_head_kinds_free(&kinds, L * H);
+    free(cells);
     free(png);
 }
 
@@ -219,7 +223,7 @@ void rp_section_patterns(rp_out *o, const rp_study *s) {
                   "to show.</p>\n");
         return;
     }
-    gallery(o, s, 0);
+    gallery(o, s);
 }
 
 /* ---- AP-MAE -------------------------------------------------------------------------------------- */
@@ -286,7 +290,7 @@ static void training_curve(rp_out *o, const rp_study *s) {
                                .nseries = 3};
         rp_svg_line_chart(o, &chart);
     } else {
-        rp_missing(o, s, "mae-train", "an AP-MAE training curve");
+        rp_missing(o, s, "mae-train", "AP-MAE training curve");
     }
     curve_free(&c);
     free(path);
@@ -333,7 +337,7 @@ static void eval_head_map(rp_out *o, const rp_study *s, const cJSON *by_head) {
 static void eval_tables(rp_out *o, const rp_study *s) {
     cJSON *ev = rp_load_json(o, s, AP_STUDY_MAE_EVAL_DIR "/eval.json");
     if (!ev) {
-        rp_missing(o, s, "mae-eval", "an AP-MAE evaluation");
+        rp_missing(o, s, "mae-eval", "AP-MAE evaluation");
         return;
     }
     rp_printf(o, "<p>Reconstruction of the masked patches of the held-out samples' patterns (%.0f samples): the "
