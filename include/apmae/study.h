@@ -102,7 +102,8 @@ typedef enum ap_study_action {
 
 typedef struct ap_study_result {
     ap_study_action action[AP_STAGE_COUNT];
-    double seconds[AP_STAGE_COUNT];  /* of this run */
+    double seconds[AP_STAGE_COUNT];     /* wall time of this run */
+    double cpu_seconds[AP_STAGE_COUNT]; /* CPU time of this run, every thread */
     char summary[AP_STAGE_COUNT][256]; /* one line per stage, from its record */
     double total_seconds;
 } ap_study_result;

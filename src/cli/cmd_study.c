@@ -46,11 +46,12 @@ static void print_summary(const ap_study_options *o, const ap_study_result *r) {
     long t = (long)(r->total_seconds + 0.5);
     snprintf(took, sizeof took, "%ld:%02ld", t / 60, t % 60);
     printf("study %s (%s), %s (min:s)\n", o->out, o->config_path ? o->config_path : "defaults", took);
-    printf("  %-10s %-8s %8s  %s\n", "stage", "action", "time (s)", "summary");
+    printf("  %-10s %-8s %8s %8s  %s\n", "stage", "action", "time (s)", "CPU (s)", "summary");
     for (int s = 0; s < AP_STAGE_COUNT; s++) {
         printf("  %-10s %-8s ", ap_study_stage_name((ap_study_stage)s), ap_study_action_name(r->action[s]));
-        if (r->action[s] == AP_STUDY_FRESH || r->action[s] == AP_STUDY_RESUMED) printf("%8.1f  ", r->seconds[s]);
-        else printf("%8s  ", "");
+        if (r->action[s] == AP_STUDY_FRESH || r->action[s] == AP_STUDY_RESUMED)
+            printf("%8.1f %8.1f  ", r->seconds[s], r->cpu_seconds[s]);
+        else printf("%8s %8s  ", "", "");
         printf("%s\n", r->summary[s]);
     }
     if (r->action[AP_STAGE_REPORT] == AP_STUDY_FRESH) printf("report: %s/%s\n", o->out, AP_STUDY_REPORT);

@@ -56,13 +56,15 @@ void rp_section_settings(rp_out *o, const rp_study *s) {
         rp_printf(o, "</code>: %d layers &times; %d heads, N = %d tokens per scenario; the store holds %lld samples.",
                   m->num_layers, m->num_heads, m->n_tokens, (long long)ap_store_count(s->store));
     }
-    rp_raw(o, "</p>\n<h3>Stages</h3>\n<table><tr><th>stage</th><th>state</th><th>time (s)</th><th>finished (UTC)</th>"
-              "<th>summary</th></tr>\n");
+    rp_raw(o, "</p>\n<h3>Stages</h3>\n<table><tr><th>stage</th><th>state</th><th>time (s)</th><th>CPU (s)</th>"
+              "<th>finished (UTC)</th><th>summary</th></tr>\n");
     for (int k = 0; k < AP_STAGE_COUNT; k++) {
         const char *name = ap_study_stage_name((ap_study_stage)k);
         const cJSON *rec = rp_stage(s, name);
         rp_printf(o, "<tr><td>%s</td><td>%s</td><td class=\"num\">", name, rec ? str(rec, "state") : "not run");
         rp_num(o, rec ? num(rec, "seconds") : NAN);
+        rp_raw(o, "</td><td class=\"num\">");
+        rp_num(o, rec ? num(rec, "cpu_seconds") : NAN);
         rp_raw(o, "</td><td>");
         rp_text(o, rec ? str(rec, "finished") : "");
         rp_raw(o, "</td><td>");
