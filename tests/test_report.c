@@ -1,9 +1,10 @@
 /* report.html from a synthetic study (a store with patterns and clusters,
- * no other stage's outputs): every section in order, the clusters section's
- * maps and exemplar sheets for the heads with the most clusters, the
- * gallery framed by kind, notes for the stages that did not run, text
- * escaped, every embedded PNG valid, nothing fetched from elsewhere; and the
- * charts' axes and ticks. */
+ * the classify stage's results.json, no other stage's outputs): every
+ * section in order, the clusters section's maps and exemplar sheets for the
+ * heads with the most clusters, the gallery framed by kind, the
+ * classification table and SHAP maps, notes for the stages that did not
+ * run, text escaped, every embedded PNG valid, nothing fetched from
+ * elsewhere; and the charts' axes and ticks. */
 #include "testutil.h"
 
 #include <math.h>
@@ -46,6 +47,70 @@ static void write_clusters(ap_store *s) {
     free(mean);
 }
 
+/* results.json as the classify stage writes it (docs/analysis.md): two
+ * tasks, one skipped, and the pooled run; head (2, 1) ranked first. */
+static void write_results(const char *dir) {
+    char *cdir = malloc(strlen(dir) + 64), *path = malloc(strlen(dir) + 64);
+    sprintf(cdir, "%s/%s", dir, AP_STUDY_CLASSIFY_DIR);
+    sprintf(path, "%s/results.json", cdir);
+    TU_OK(ap_make_dirs(cdir, tu_err()));
+    cJSON *r = cJSON_CreateObject(), *tasks = cJSON_AddObjectToObject(r, "tasks");
+    cJSON_AddNumberToObject(r, "num_layers", L);
+    cJSON_AddNumberToObject(r, "num_heads", H);
+    cJSON_AddNumberToObject(r, "seed", 42);
+    cJSON_AddNumberToObject(r, "test_fraction", 0.1);
+    cJSON_AddNumberToObject(r, "folds", 5);
+    cJSON_AddNumberToObject(r, "repeats", 5);
+    cJSON *gbt = cJSON_AddObjectToObject(r, "gbt");
+    cJSON_AddNumberToObject(gbt, "max_depth", 6);
+    cJSON_AddNumberToObject(gbt, "learning_rate", 0.1);
+    cJSON_AddNumberToObject(gbt, "max_rounds", 1000);
+    cJSON_AddNumberToObject(gbt, "early_stopping", 25);
+    static const char *const names[3] = {"eol", "identifiers", "all"};
+    for (int t = 0; t < 3; t++) {
+        cJSON *x = cJSON_AddObjectToObject(tasks, names[t]);
+        cJSON_AddNumberToObject(x, "n", 20 * (t + 1));
+        cJSON_AddNumberToObject(x, "n_correct", 10 * (t + 1));
+        if (t == 1) {
+            cJSON_AddStringToObject(x, "skipped", "one class only (every completion incorrect)");
+            cJSON_AddArrayToObject(x, "heads");
+            continue;
+        }
+        cJSON_AddNullToObject(x, "skipped");
+        cJSON_AddNumberToObject(x, "accuracy", 0.625 + 0.05 * t);
+        cJSON *iv = cJSON_AddArrayToObject(x, "interval");
+        cJSON_AddItemToArray(iv, cJSON_CreateNumber(0.41));
+        cJSON_AddItemToArray(iv, cJSON_CreateNumber(0.8));
+        cJSON *cv = cJSON_AddObjectToObject(x, "cv");
+        cJSON_AddNumberToObject(cv, "mean", 0.6);
+        cJSON_AddNumberToObject(cv, "sd", 0.05);
+        cJSON *cb = cJSON_AddObjectToObject(cv, "baselines");
+        cJSON_AddNumberToObject(cb, "majority", 0.5);
+        cJSON_AddNumberToObject(cb, "confidence", 0.55);
+        cJSON *g = cJSON_AddObjectToObject(cv, "gain_over_confidence");
+        cJSON_AddNumberToObject(g, "mean", 0.05);
+        cJSON_AddNumberToObject(g, "sd", 0.08);
+        cJSON_AddNumberToObject(g, "wins", 17);
+        cJSON_AddNumberToObject(g, "losses", 6);
+        cJSON *heads = cJSON_AddArrayToObject(x, "heads");
+        for (int i = 0; i < L * H; i++) {
+            int l = (i + 9) % (L * H) / H, h = (i + 9) % (L * H) % H; /* (2, 1) first */
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "layer", l);
+            cJSON_AddNumberToObject(e, "head", h);
+            double a = 0.5 / (1 + i);
+            cJSON_AddNumberToObject(e, "mean_pos", 0.7 * a);
+            cJSON_AddNumberToObject(e, "mean_neg", -0.3 * a);
+            cJSON_AddNumberToObject(e, "mean_total", 0.4 * a);
+            cJSON_AddNumberToObject(e, "mean_abs", a);
+            cJSON_AddItemToArray(heads, e);
+        }
+    }
+    TU_OK(ap_json_save(path, r, tu_err()));
+    cJSON_Delete(r);
+    free(cdir), free(path);
+}
+
 static char *make_study(void) {
     char *dir = tu_tmp_path("study");
     assert_int_equal(tu_run(NULL, "rm -rf '%s' && mkdir -p '%s'", dir, dir), 0);
@@ -72,6 +137,7 @@ static char *make_study(void) {
     TU_OK(ap_store_commit(s, tu_err()));
     write_clusters(s);
     TU_OK(ap_store_close(s, tu_err()));
+    write_results(dir);
     free(attn), free(rec), free(store);
     return dir;
 }
@@ -152,7 +218,18 @@ static void test_report_of_synthetic_study(void **state) {
     /* the stages that left nothing say so */
     assert_non_null(strstr(html, "No LM accuracy to show: the extract stage left no output for it."));
     assert_non_null(strstr(html, "the mae-train stage has not finished"));
-    assert_non_null(strstr(html, "This build of apmae has no classify stage yet"));
+    assert_non_null(strstr(html, "This build of apmae has no intervene stage yet"));
+    /* classification: a row per run, the skipped one with its reason, the baselines, the top heads */
+    assert_non_null(strstr(html, "<td>eol</td><td class=\"num\">20 (10)</td><td class=\"num\">62.5</td>"));
+    assert_non_null(strstr(html, "skipped: one class only (every completion incorrect)"));
+    assert_non_null(strstr(html, "+5.0 ± 8.0 (17/6)"));
+    assert_non_null(strstr(html, "<code>L2H1 L2H2 L2H3</code>"));
+    assert_non_null(strstr(html, ">LM-confidence baseline</text>"));
+    assert_non_null(strstr(html, ">chance (balanced)</text>"));
+    /* SHAP: both maps with a cell per head, hover text with the rank, the top table */
+    assert_non_null(strstr(html, "mean |SHAP| (all tasks pooled, on the test split)"));
+    assert_non_null(strstr(html, "<title>layer 2, head 1: rank 1; mean |SHAP| 0.5, mean 0.2 (positive 0.35, negative -0.15)"));
+    assert_non_null(strstr(html, "<tr><td class=\"num\">1</td><td class=\"num\">2</td><td class=\"num\">1</td>"));
     /* images: the gallery and six exemplar sheets, all valid PNGs */
     assert_int_equal(check_pngs(html), 7);
     free(html), free(out), free(dir);

@@ -80,6 +80,7 @@ int ap_study_stage_from_name(const char *name, ap_study_stage *s);
 #define AP_STUDY_CROSS_STORE "cross.h5"
 #define AP_STUDY_MAE_DIR "mae"
 #define AP_STUDY_MAE_EVAL_DIR "mae_eval"
+#define AP_STUDY_CLASSIFY_DIR "classify"
 #define AP_STUDY_REPORT "report.html"
 
 typedef struct ap_study_options {

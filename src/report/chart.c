@@ -82,7 +82,7 @@ static void svg_begin(rp_out *o, double w, double h, const char *title) {
 }
 
 /* Room for a title in the 14 px bold face. */
-static double title_width(const char *title) { return 16 + 8.0 * (double)strlen(title); }
+static double title_width(const char *title) { return 20 + 8.6 * (double)strlen(title); }
 
 static void svg_end(rp_out *o) { rp_raw(o, "</svg></figure>\n"); }
 

@@ -18,8 +18,8 @@ static const section k_sections[] = {
     {"patterns", "Pattern gallery", "extract", rp_section_patterns},
     {"mae", "AP-MAE: training, reconstruction, cross-model", "mae-eval", rp_section_mae},
     {"clusters", "Clusters per head", "cluster", rp_section_clusters},
-    {"classify", "Predicting correctness from the clusters", "classify", NULL},
-    {"shap", "SHAP head map", "classify", NULL},
+    {"classify", "Predicting correctness from the clusters", "classify", rp_section_classify},
+    {"shap", "SHAP head map", "classify", rp_section_shap},
     {"intervene", "Interventions", "intervene", NULL},
 };
 #define NSECTIONS (sizeof k_sections / sizeof *k_sections)
