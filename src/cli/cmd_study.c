@@ -6,7 +6,7 @@
 #include "cli.h"
 
 static const cli_flag k_flags[] = {
-    {"--out", "DIR", "the study directory: every stage's outputs, study.json (the record) and report.html", 1},
+    {"--out", "DIR", "the study directory: every stage's outputs, study.json (the record) and report.html (required)", 0},
     {"--config", "FILE", "a JSON config overriding any of the defaults (docs/study.md lists every field)", 0},
     {"--from", "STAGE", "run STAGE and every later stage again from scratch (the earlier ones must be done)", 0},
     {"--only", "STAGE", "run only STAGE (the stages it reads from must be done); with --from STAGE: redo it", 0},
@@ -67,6 +67,8 @@ static ap_status run(const cli_args *a, ap_error *err) {
     if (o.from >= 0 && o.only >= 0 && o.from != o.only)
         return ap_fail(err, AP_ERR_ARG, "--from and --only name different stages; with --only, --from may only "
                        "repeat the same stage (to redo it from scratch)");
+    if (!o.out && !cli_has(a, "--print-config"))
+        return ap_fail(err, AP_ERR_ARG, "missing required flag --out DIR; see --help");
     if ((st = ap_study_config_load(o.config_path, &cfg, err))) return st;
     if (cli_has(a, "--print-config")) {
         cJSON *j = ap_study_config_to_json(&cfg);

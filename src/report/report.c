@@ -45,7 +45,7 @@ static const char k_style[] =
     "svg .interval{stroke:#222;stroke-width:1.3;fill:none}svg .reference{stroke:#555;stroke-dasharray:5 4}"
     "svg .legend rect:first-child{fill:#fff;fill-opacity:.9;stroke:#ccc}"
     "svg image{image-rendering:pixelated}svg .frame{fill:none;stroke-width:2}"
-    ".figures img{max-width:100%;display:block;margin:8px 0;image-rendering:pixelated}";
+    ".figures img{max-width:min(100%,760px);display:block;margin:8px 0;image-rendering:pixelated}";
 
 char *rp_path(rp_out *o, const rp_study *s, const char *name) {
     char *p = ap_path_join(s->dir, name, o->err);
