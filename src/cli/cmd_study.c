@@ -8,7 +8,7 @@
 static const cli_flag k_flags[] = {
     {"--out", "DIR", "the study directory: every stage's outputs, study.json (the record) and report.html (required)", 0},
     {"--config", "FILE", "a JSON config overriding any of the defaults (docs/study.md lists every field)", 0},
-    {"--from", "STAGE", "run STAGE and every later stage again from scratch (the earlier ones must be done)", 0},
+    {"--from", "STAGE", "run STAGE and every later stage again from scratch (earlier ones only if not done)", 0},
     {"--only", "STAGE", "run only STAGE (the stages it reads from must be done); with --from STAGE: redo it", 0},
     {"--print-config", NULL, "print the config in effect (defaults and --config) as JSON and exit", 0},
     {NULL, NULL, NULL, 0},
