@@ -115,7 +115,9 @@ CHECK_PAGE = """
     try { await probe.decode(); } catch (e) {}
     if (!(probe.naturalWidth > 0)) bad.push('svg image in ' + (el.closest('svg').getAttribute('aria-label') || '?'));
   }
+  const t = performance.getEntriesByType('navigation')[0];
   return JSON.stringify({missing, bad, imgs: document.querySelectorAll('img').length,
+                         load_ms: t ? t.loadEventStart - t.startTime : -1,
                          svgImages: svgImages.length, svgs: document.querySelectorAll('svg').length,
                          height: document.documentElement.scrollHeight});
 })
@@ -164,9 +166,10 @@ def main():
                     problems.append("exception: %s" % p["exceptionDetails"].get("text"))
                 elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
                     problems.append("browser log error: %s" % p["entry"].get("text"))
-            print("report %s: %d sections, %d <img>, %d SVG images, %d SVG charts, %d px high; screenshot %s"
-                  % (a.report, len(ids), page["imgs"], page["svgImages"], page["svgs"], page["height"],
-                     a.screenshot))
+            print("report %s (%.1f MB): loaded in %.0f ms; %d sections, %d <img>, %d SVG images, %d SVG charts, "
+                  "%d px high; screenshot %s" % (a.report, os.path.getsize(a.report) / 1e6, page["load_ms"],
+                                                 len(ids), page["imgs"], page["svgImages"], page["svgs"],
+                                                 page["height"], a.screenshot))
         finally:
             b.close()
     for p in problems:

@@ -14,131 +14,14 @@
 #include "apmae/report.h"
 #include "apmae/study.h"
 #include "report/internal.h"
-#include "store_synth.h"
+#include "study_synth.h"
 
 enum { N = 32, L = 3, H = 4, S = 60 };
-
-/* Head (l, h) has 1 + (l * H + h) % 5 clusters (by sample index, every 9th
- * sample noise); cluster 0's kind is "sink" on even heads and "a<b&c" on odd
- * ones, the others "previous". */
-static int head_k(int l, int h) { return 1 + (l * H + h) % 5; }
-
-static void write_clusters(ap_store *s) {
-    TU_OK(ap_store_clusters_begin(s, "{\"min_samples\":5}", tu_err()));
-    size_t T = (size_t)N * (N + 1) / 2;
-    float *mean = malloc(sizeof(float) * 5 * T);
-    for (int l = 0; l < L; l++)
-        for (int h = 0; h < H; h++) {
-            int k = head_k(l, h);
-            int32_t lab[S];
-            ap_cluster_summary c[5];
-            for (int j = 0; j < k; j++) {
-                c[j] = (ap_cluster_summary){.size = 0, .medoid = -1};
-                snprintf(c[j].kind, sizeof c[j].kind, "%s", j ? "previous" : h % 2 ? "a<b&c" : "sink");
-                for (size_t t = 0; t < T; t++) mean[(size_t)j * T + t] = 1.0f / (float)(1 + t % (7 + j));
-            }
-            for (int i = 0; i < S; i++) {
-                lab[i] = i % 9 == 4 ? -1 : i % k;
-                if (lab[i] >= 0) c[lab[i]].size++, c[lab[i]].medoid = i;
-            }
-            TU_OK(ap_store_put_cluster_labels(s, l, h, lab, tu_err()));
-            TU_OK(ap_store_put_cluster_summary(s, l, h, k, c, mean, tu_err()));
-        }
-    free(mean);
-}
-
-/* results.json as the classify stage writes it (docs/analysis.md): two
- * tasks, one skipped, and the pooled run; head (2, 1) ranked first. */
-static void write_results(const char *dir) {
-    char *cdir = malloc(strlen(dir) + 64), *path = malloc(strlen(dir) + 64);
-    sprintf(cdir, "%s/%s", dir, AP_STUDY_CLASSIFY_DIR);
-    sprintf(path, "%s/results.json", cdir);
-    TU_OK(ap_make_dirs(cdir, tu_err()));
-    cJSON *r = cJSON_CreateObject(), *tasks = cJSON_AddObjectToObject(r, "tasks");
-    cJSON_AddNumberToObject(r, "num_layers", L);
-    cJSON_AddNumberToObject(r, "num_heads", H);
-    cJSON_AddNumberToObject(r, "seed", 42);
-    cJSON_AddNumberToObject(r, "test_fraction", 0.1);
-    cJSON_AddNumberToObject(r, "folds", 5);
-    cJSON_AddNumberToObject(r, "repeats", 5);
-    cJSON *gbt = cJSON_AddObjectToObject(r, "gbt");
-    cJSON_AddNumberToObject(gbt, "max_depth", 6);
-    cJSON_AddNumberToObject(gbt, "learning_rate", 0.1);
-    cJSON_AddNumberToObject(gbt, "max_rounds", 1000);
-    cJSON_AddNumberToObject(gbt, "early_stopping", 25);
-    static const char *const names[3] = {"eol", "identifiers", "all"};
-    for (int t = 0; t < 3; t++) {
-        cJSON *x = cJSON_AddObjectToObject(tasks, names[t]);
-        cJSON_AddNumberToObject(x, "n", 20 * (t + 1));
-        cJSON_AddNumberToObject(x, "n_correct", 10 * (t + 1));
-        if (t == 1) {
-            cJSON_AddStringToObject(x, "skipped", "one class only (every completion incorrect)");
-            cJSON_AddArrayToObject(x, "heads");
-            continue;
-        }
-        cJSON_AddNullToObject(x, "skipped");
-        cJSON_AddNumberToObject(x, "accuracy", 0.625 + 0.05 * t);
-        cJSON *iv = cJSON_AddArrayToObject(x, "interval");
-        cJSON_AddItemToArray(iv, cJSON_CreateNumber(0.41));
-        cJSON_AddItemToArray(iv, cJSON_CreateNumber(0.8));
-        cJSON *cv = cJSON_AddObjectToObject(x, "cv");
-        cJSON_AddNumberToObject(cv, "mean", 0.6);
-        cJSON_AddNumberToObject(cv, "sd", 0.05);
-        cJSON *cb = cJSON_AddObjectToObject(cv, "baselines");
-        cJSON_AddNumberToObject(cb, "majority", 0.5);
-        cJSON_AddNumberToObject(cb, "confidence", 0.55);
-        cJSON *g = cJSON_AddObjectToObject(cv, "gain_over_confidence");
-        cJSON_AddNumberToObject(g, "mean", 0.05);
-        cJSON_AddNumberToObject(g, "sd", 0.08);
-        cJSON_AddNumberToObject(g, "wins", 17);
-        cJSON_AddNumberToObject(g, "losses", 6);
-        cJSON *heads = cJSON_AddArrayToObject(x, "heads");
-        for (int i = 0; i < L * H; i++) {
-            int l = (i + 9) % (L * H) / H, h = (i + 9) % (L * H) % H; /* (2, 1) first */
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "layer", l);
-            cJSON_AddNumberToObject(e, "head", h);
-            double a = 0.5 / (1 + i);
-            cJSON_AddNumberToObject(e, "mean_pos", 0.7 * a);
-            cJSON_AddNumberToObject(e, "mean_neg", -0.3 * a);
-            cJSON_AddNumberToObject(e, "mean_total", 0.4 * a);
-            cJSON_AddNumberToObject(e, "mean_abs", a);
-            cJSON_AddItemToArray(heads, e);
-        }
-    }
-    TU_OK(ap_json_save(path, r, tu_err()));
-    cJSON_Delete(r);
-    free(cdir), free(path);
-}
 
 static char *make_study(void) {
     char *dir = tu_tmp_path("study");
     assert_int_equal(tu_run(NULL, "rm -rf '%s' && mkdir -p '%s'", dir, dir), 0);
-    char *rec = malloc(strlen(dir) + 32), *store = malloc(strlen(dir) + 32);
-    sprintf(rec, "%s/%s", dir, AP_STUDY_RECORD);
-    sprintf(store, "%s/%s", dir, AP_STUDY_STORE);
-    const char *json = "{\"stages\": {\"extract\": {\"state\": \"done\", \"seconds\": 1.5, \"summary\": \"60 samples\"},"
-                       " \"mae-train\": {\"state\": \"running\"}}, \"apmae_version\": \"test\", \"config_file\": null,"
-                       " \"config\": {\"model\": \"m & <n>\", \"mine\": {\"per_task\": 3}}}";
-    tu_write_file(rec, json, strlen(json));
-    ap_store_meta m = {.model_id = "synthetic", .n_tokens = N, .num_layers = L, .num_heads = H, .dtype = AP_BF16,
-                       .small_bits = -1, .deflate = -1, .run = "{}"};
-    ap_store *s;
-    TU_OK(ap_store_create(store, &m, &s, tu_err()));
-    float *attn = malloc(sizeof(float) * L * H * N * N);
-    for (int64_t i = 0; i < S; i++) {
-        char id[32], src[64];
-        int32_t ids[N];
-        ap_store_sample r;
-        synth_record(i, N, id, src, &r, ids);
-        synth_patterns(i, N, L, H, 1.0, attn);
-        TU_OK(ap_store_append(s, &r, ids, attn, tu_err()));
-    }
-    TU_OK(ap_store_commit(s, tu_err()));
-    write_clusters(s);
-    TU_OK(ap_store_close(s, tu_err()));
-    write_results(dir);
-    free(attn), free(rec), free(store);
+    TU_OK(synth_study(dir, L, H, N, S, tu_err()));
     return dir;
 }
 

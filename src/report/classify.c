@@ -171,6 +171,7 @@ static void shap_maps(rp_out *o, const rp_study *s, const cJSON *heads, const ch
     m.value_label = "log-odds (red: towards correct)";
     m.v = total;
     m.diverging = 1;
+    m.tooltip = NULL; /* the value alone: the figures and rank are on the first map */
     if (!o->st) rp_svg_heatmap(o, &m);
     for (size_t i = 0; tip && i < n; i++) free(tip[i]);
     free(tip), free(total), free(abs_);

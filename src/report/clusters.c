@@ -185,11 +185,13 @@ void rp_section_clusters(rp_out *o, const rp_study *s) {
     m.title = "Noise per head: samples in no cluster";
     m.value_label = "% of the samples";
     m.v = noise;
+    m.tooltip = NULL; /* the value alone: each head's full description is on the other maps */
     if (!o->st) rp_svg_heatmap(o, &m);
     if (have_kinds) {
         rp_raw(o, "<p>The kind of each head's largest cluster, named from measured shares of its mean pattern's "
                   "attention (docs/analysis.md).</p>\n");
         m.title = "Kind of the largest cluster per head";
+        m.tooltip = about;
         m.cat = (rp_categories){.of = kinds.kind, .names = kinds.names, .n = kinds.n_names};
         rp_svg_heatmap(o, &m);
     }

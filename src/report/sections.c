@@ -186,7 +186,9 @@ static void gallery(rp_out *o, const rp_study *s) {
     if (!cells) o->st = AP_ERR_NOMEM;
     for (int i = 0; cells && i < L * H; i++)
         cells[i] = (rp_cell){.sample = have_kinds ? kinds.medoid[i] : 0, .layer = i / H, .head = i % H, .cluster = -1};
-    if (o->st || !rp_compose(o, s, cells, L, H, H >= 24 ? 32 : 64, gap, &png, &len, &tile)) goto done;
+    /* tiles small enough that 48 heads fit the page's width */
+    int target = H >= 40 ? 24 : H >= 24 ? 32 : 64;
+    if (o->st || !rp_compose(o, s, cells, L, H, target, gap, &png, &len, &tile)) goto done;
     rp_tiles tiles = {.title = "An attention pattern of every head", .row_label = "layer", .col_label = "head",
                       .rows = L, .cols = H, .tile = tile, .gap = gap, .png = png, .png_len = len};
     const char *how = "Rows are query positions, columns key positions; each tile is a pattern averaged over "
