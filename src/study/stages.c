@@ -27,12 +27,12 @@ static void add_str(cJSON *o, const char *key, const char *v) {
 
 /* Paths of the study directory and of the model's tokenizer, freed together. */
 typedef struct paths {
-    char *scenarios, *stats, *lm_eval, *store, *cross, *mae, *mae_eval, *report, *tokenizer;
+    char *scenarios, *stats, *lm_eval, *store, *cross, *mae, *mae_eval, *tokenizer;
 } paths;
 
 static void paths_free(paths *p) {
     free(p->scenarios), free(p->stats), free(p->lm_eval), free(p->store), free(p->cross);
-    free(p->mae), free(p->mae_eval), free(p->report), free(p->tokenizer);
+    free(p->mae), free(p->mae_eval), free(p->tokenizer);
 }
 
 static ap_status paths_init(const study_ctx *c, paths *p, ap_error *err) {
@@ -44,10 +44,8 @@ static ap_status paths_init(const study_ctx *c, paths *p, ap_error *err) {
     p->cross = study_path(c, AP_STUDY_CROSS_STORE, err);
     p->mae = study_path(c, AP_STUDY_MAE_DIR, err);
     p->mae_eval = study_path(c, AP_STUDY_MAE_EVAL_DIR, err);
-    p->report = study_path(c, AP_STUDY_REPORT, err);
     p->tokenizer = ap_path_join(c->cfg->model, "tokenizer.json", err);
-    if (p->scenarios && p->stats && p->lm_eval && p->store && p->cross && p->mae && p->mae_eval && p->report &&
-        p->tokenizer)
+    if (p->scenarios && p->stats && p->lm_eval && p->store && p->cross && p->mae && p->mae_eval && p->tokenizer)
         return AP_OK;
     paths_free(p);
     return AP_ERR_NOMEM;
