@@ -52,5 +52,6 @@ double measure_sgemm_gflops(int T, int D, int F, int iters);
 int cmd_store(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

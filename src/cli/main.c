@@ -20,6 +20,7 @@ static const verb k_verbs[] = {
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
     {"study", cmd_study, "the whole study in one command: mine, extract, AP-MAE, analysis, report.html"},
     {"report", cmd_report, "render a study's report.html again"},
+    {"classify", cmd_classify, "predict correctness from the per-head cluster ids; baselines, intervals, SHAP per head"},
 };
 
 static void print_usage(FILE *out) {
