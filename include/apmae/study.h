@@ -40,6 +40,11 @@ typedef struct ap_study_config {
         int64_t steps, batch, seed, figures, eval_patterns;
         double holdout;
     } mae;
+    struct {
+        char *tasks;
+        int64_t seed, folds, repeats;
+        double test_fraction;
+    } classify;
 } ap_study_config;
 
 /* Every field at its default. */

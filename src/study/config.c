@@ -48,6 +48,11 @@ static const field k_fields[] = {
     {"mae", "seed", F_INT, OFF(mae.seed), NULL, 0, 0, 9e15, 0, NULL},
     {"mae", "eval_patterns", F_INT, OFF(mae.eval_patterns), NULL, 0, 0, 1e12, 0, NULL},
     {"mae", "figures", F_INT, OFF(mae.figures), NULL, 4, 0, 1000, 0, NULL},
+    {"classify", "tasks", F_STR, OFF(classify.tasks), "all", 0, 0, 0, 0, NULL},
+    {"classify", "seed", F_INT, OFF(classify.seed), NULL, 42, 0, 9e15, 0, NULL},
+    {"classify", "test_fraction", F_REAL, OFF(classify.test_fraction), NULL, 0.1, 0.01, 0.9, 0, NULL},
+    {"classify", "folds", F_INT, OFF(classify.folds), NULL, 5, 0, 100, 0, NULL},
+    {"classify", "repeats", F_INT, OFF(classify.repeats), NULL, 5, 1, 100, 0, NULL},
 };
 #define NFIELDS (sizeof k_fields / sizeof *k_fields)
 

@@ -1,12 +1,13 @@
 /* The stages of the study (docs/study.md), each through the library part
  * that does the work: mining, extraction (with the LM's accuracy over every
- * mined scenario), AP-MAE training and evaluation, encoding, the report.
- * Clustering, classification and interventions are slots for parts not in
+ * mined scenario), AP-MAE training and evaluation, encoding, the report,
+ * classification. Clustering and interventions are slots for parts not in
  * this build yet. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apmae/classify.h"
 #include "apmae/extract.h"
 #include "apmae/lm_train.h"
 #include "apmae/mae_train.h"
@@ -368,6 +369,54 @@ static ap_status embed_run(const study_ctx *c, int fresh, char summary[256], ap_
     return st;
 }
 
+/* ---- classify ------------------------------------------------------------------------------------ */
+
+static unsigned classify_deps(const ap_study_config *cfg) {
+    return STAGE_BIT(AP_STAGE_EXTRACT) | STAGE_BIT(AP_STAGE_CLUSTER);
+}
+
+static ap_status classify_describe(const study_ctx *c, cJSON *o, ap_error *err) {
+    const ap_study_config *cfg = c->cfg;
+    add_str(o, "tasks", cfg->classify.tasks);
+    add_int(o, "seed", cfg->classify.seed);
+    cJSON_AddNumberToObject(o, "test_fraction", cfg->classify.test_fraction);
+    add_int(o, "folds", cfg->classify.folds);
+    add_int(o, "repeats", cfg->classify.repeats);
+    return AP_OK;
+}
+
+/* The pooled run's accuracy beside the LM-confidence baseline, from results.json. */
+static void classify_summary(const char *results, char summary[256]) {
+    cJSON *r = NULL;
+    if (ap_json_load(results, &r, NULL)) return;
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tasks"), "all");
+    const cJSON *cv = cJSON_GetObjectItemCaseSensitive(all, "cv");
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(all, "baselines");
+    snprintf(summary, 256, "all tasks pooled: test accuracy %.1f%%, cross-validation %.1f%% (confidence baseline %.1f%%)",
+             100 * num(all, "accuracy"), 100 * num(cv, "mean"),
+             100 * num(cJSON_GetObjectItemCaseSensitive(base, "confidence"), "accuracy"));
+    cJSON_Delete(r);
+}
+
+static ap_status classify_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
+    paths p;
+    ap_status st = paths_init(c, &p, err);
+    if (st) return st;
+    const ap_study_config *cfg = c->cfg;
+    char *dir = study_path(c, AP_STUDY_CLASSIFY_DIR, err), *results = dir ? ap_path_join(dir, "results.json", err) : NULL;
+    ap_classify_opts o = {.store = p.store, .out_dir = dir, .tasks = cfg->classify.tasks};
+    ap_classify_params_default(&o.params);
+    o.params.seed = (uint64_t)cfg->classify.seed;
+    o.params.test_fraction = cfg->classify.test_fraction;
+    o.params.folds = (int)cfg->classify.folds;
+    o.params.repeats = (int)cfg->classify.repeats;
+    st = results ? ap_classify_store(&o, err) : AP_ERR_NOMEM;
+    if (!st) classify_summary(results, summary);
+    free(dir), free(results);
+    paths_free(&p);
+    return st;
+}
+
 /* ---- report -------------------------------------------------------------------------------------- */
 
 static unsigned report_deps(const ap_study_config *cfg) { return STAGE_BIT(AP_STAGE_REPORT) - 1; }
@@ -390,6 +439,7 @@ static const char *const k_extract_out[] = {AP_STUDY_LM_EVAL, AP_STUDY_STORE, AP
 static const char *const k_mae_train_out[] = {AP_STUDY_MAE_DIR, NULL};
 static const char *const k_mae_eval_out[] = {AP_STUDY_MAE_EVAL_DIR, AP_STUDY_CROSS_STORE,
                                              AP_STUDY_CROSS_STORE "-journal", NULL};
+static const char *const k_classify_out[] = {AP_STUDY_CLASSIFY_DIR, NULL};
 static const char *const k_report_out[] = {AP_STUDY_REPORT, NULL};
 
 const stage_def k_study_stages[AP_STAGE_COUNT] = {
@@ -398,9 +448,9 @@ const stage_def k_study_stages[AP_STAGE_COUNT] = {
     [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, mae_train_describe, mae_train_run, 0},
     [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, mae_eval_describe, mae_eval_run, 0},
     [AP_STAGE_EMBED] = {embed_deps, NULL, embed_describe, embed_run, 0},
-    /* cluster, classify and intervene: their parts are not in this build yet */
+    /* cluster and intervene: their parts are not in this build yet (classify reads from cluster) */
     [AP_STAGE_CLUSTER] = {NULL, NULL, NULL, NULL, 0},
-    [AP_STAGE_CLASSIFY] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_CLASSIFY] = {classify_deps, k_classify_out, classify_describe, classify_run, 0},
     [AP_STAGE_INTERVENE] = {NULL, NULL, NULL, NULL, 0},
     [AP_STAGE_REPORT] = {report_deps, k_report_out, report_describe, report_run, 1},
 };
