@@ -212,7 +212,8 @@ void rp_section_shap(rp_out *o, const rp_study *s) {
               "|SHAP|; its mean SHAP says whether its clusters push towards correct (red) or incorrect (blue) on "
               "average. Hover a cell for its figures and rank.</p>\n", which);
     shap_maps(o, s, heads, which);
-    rp_printf(o, "<h3>The %d heads that matter most</h3>\n", TOP_HEADS);
+    int shown = cJSON_GetArraySize(heads) < TOP_HEADS ? cJSON_GetArraySize(heads) : TOP_HEADS;
+    rp_printf(o, "<h3>The %d heads that matter most</h3>\n", shown);
     top_table(o, heads);
     cJSON_Delete(r);
 }
