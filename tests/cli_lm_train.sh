@@ -69,7 +69,7 @@ expect_fail "'lr' differs" "$B" --quiet lm train "${RES[@]}" --lr 5e-3 --out "$T
 expect_fail "pass --resume" "$B" --quiet lm train "${RES[@]}" --out "$T/resumed"
 expect_fail "--fim-split: 'words'" "$B" --quiet lm train "${RES[@]}" --fim-split words --out "$T/x"
 expect_fail "'fim_middle_weight' differs" "$B" --quiet lm train "${RES[@]}" --fim-middle-weight 2 --out "$T/resumed" --resume
-expect_fail "--fim-middle-weight must be in" "$B" --quiet lm train "${RES[@]}" --fim-middle-weight 0 --out "$T/x"
+expect_fail "--fim-middle-weight: must be in (0, 1000], got 0" "$B" --quiet lm train "${RES[@]}" --fim-middle-weight 0 --out "$T/x"
 
 # --init-from: a new run from the trained weights starts where that run ended
 # (its first held-out loss near the end of the 300-step run, far below a

@@ -196,8 +196,8 @@ static void test_bad_input(void **state) {
     expect_error(store, "--tasks planted,nope", 2, "the store has no task 'nope' (it has: few, one_class, planted, random)");
     expect_error(store, "--tasks planted,planted", 2, "named twice");
     expect_error(store, "--folds 1", 2, "--folds 1");
-    expect_error(store, "--test-fraction 0", 2, "--test-fraction 0");
-    expect_error(store, "--features embeddings", 2, "the only features are 'clusters'");
+    expect_error(store, "--test-fraction 0", 2, "--test-fraction: must be in (0, 1), got 0");
+    expect_error(store, "--features embeddings", 2, "--features: 'embeddings' is not 'clusters'");
     expect_error("/nonexistent/x.h5", "", 1, "/nonexistent/x.h5");
     free(bare);
     free(store);

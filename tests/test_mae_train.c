@@ -471,11 +471,11 @@ static void test_bad_input(void **state) {
     expect_train_error(o, "--resume");
     /* the CLI's own checks */
     snprintf(args, sizeof args, "train --store %s --config %s --steps 1 --out %s --batch 0", g_store_a, g_cfg, dir);
-    expect_cli_error(args, "--batch: 0 is outside 1..4096");
+    expect_cli_error(args, "--batch: must be in 1..4096, got 0");
     snprintf(args, sizeof args, "eval --model %s --store %s --figures 1", dir, g_store_a);
     expect_cli_error(args, "--figures needs --out");
     snprintf(args, sizeof args, "eval --model %s --store %s --by colour", dir, g_store_a);
-    expect_cli_error(args, "--by: 'colour' is not task, layer or head");
+    expect_cli_error(args, "--by: 'colour' is not 'task', 'layer' or 'head'");
     free(dir);
 }
 

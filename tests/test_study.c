@@ -253,7 +253,7 @@ static void test_bad_input(void **state) {
     char *dir = tu_tmp_path("bad"), *out;
     tu_run(NULL, "rm -rf '%s'", dir);
     assert_int_equal(study(&out, dir, CONFIG, "--from nothing"), 2);
-    assert_non_null(strstr(out, "--from: 'nothing' is not a stage (mine, extract"));
+    assert_non_null(strstr(out, "--from: 'nothing' is not 'mine', 'extract'"));
     free(out);
     assert_int_equal(study(&out, dir, CONFIG, "--only embed"), 2);
     assert_non_null(strstr(out, "--only embed: it reads from stage extract, which is not done"));

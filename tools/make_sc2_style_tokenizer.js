@@ -15,7 +15,7 @@
 const fs = require("fs");
 const path = require("path");
 
-const SPECIAL_TOKENS = [
+const specialTokens = [
   "<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<repo_name>",
   "<file_sep>", "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>",
   "<jupyter_text>", "<jupyter_code>", "<jupyter_output>", "<jupyter_script>", "<empty_output>",
@@ -39,11 +39,11 @@ function main(argv) {
   const bpeLines = fs.readFileSync(path.join(gpt2, "vocab.bpe"), "utf8").split("\n");
 
   const vocab = {};
-  SPECIAL_TOKENS.forEach((t, i) => (vocab[t] = i));
+  specialTokens.forEach((t, i) => (vocab[t] = i));
   const gptTokens = Object.entries(encoder)
     .filter(([t]) => t !== "<|endoftext|>")
     .sort((a, b) => a[1] - b[1]);
-  gptTokens.forEach(([t], i) => (vocab[t] = SPECIAL_TOKENS.length + i));
+  gptTokens.forEach(([t], i) => (vocab[t] = specialTokens.length + i));
 
   // vocab.bpe: a "#version" line, then one "a b" merge per line.
   const merges = bpeLines.filter((l) => l.length > 0 && !l.startsWith("#version"));
@@ -52,7 +52,7 @@ function main(argv) {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content, id) => ({
+    added_tokens: specialTokens.map((content, id) => ({
       id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
     })),
     normalizer: null,

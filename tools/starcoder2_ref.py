@@ -1,5 +1,5 @@
 """Independent PyTorch reference of the StarCoder2 language model (docs/lm.md),
-written from the specification alone: plain eager PyTorch, no `transformers`.
+written from that page alone: plain eager PyTorch, no `transformers`.
 
     model = StarCoder2.load("path/to/checkpoint")      # config.json + safetensors
     logits, attn = model.forward(ids, ablate={(0, 1)})  # [T, V], [L, H, T, T]

@@ -68,7 +68,7 @@ char *ap_shard_path(const char *store_path, int index, int count, ap_error *err)
  * offending shard. The store appears at out_path only once complete. */
 ap_status ap_extract_merge(const char *out_path, const char *const *shards, size_t n, int64_t *samples, ap_error *err);
 
-/* ---- AP-MAE encoding of patterns (docs/mae.md "Encoding") ---- */
+/* ---- AP-MAE encoding of patterns (docs/mae.md "Encodings") ---- */
 
 typedef struct ap_embedder ap_embedder;
 /* Load the AP-MAE checkpoint in dir; batch: patterns per encoder call

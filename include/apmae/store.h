@@ -142,7 +142,7 @@ ap_status ap_store_read_patterns(ap_store *s, int64_t i, float *out, ap_error *e
  * correctness (-1 = any, 0, 1). *idx is malloc'ed (NULL when *n is 0). */
 ap_status ap_store_filter(const ap_store *s, const char *task, int correct, int64_t **idx, size_t *n, ap_error *err);
 
-/* ---- AP-MAE embeddings (docs/store.md, docs/mae.md "Encoding") ----
+/* ---- AP-MAE embeddings (docs/store.md, docs/mae.md "Encodings") ----
  *
  * /embeddings/cls and /embeddings/mean, [E, L, H, D] float32: the encoder's
  * cls slot and mean of slots for every pattern of samples 0..E-1 (E <= the
@@ -261,7 +261,7 @@ typedef struct ap_store_size {
 } ap_store_size;
 ap_status ap_store_size_of(ap_store *s, ap_store_size *out, ap_error *err);
 
-/* Head selection for training batches (docs/store.md): "all", or "layerwise:q"
+/* Head selection for training batches (docs/mae.md "Training"): "all", or "layerwise:q"
  * with q heads drawn per layer — q an integer count ("layerwise:4") or a
  * fraction of the heads with a decimal point ("layerwise:0.25", rounded to
  * the nearest count, at least 1). */

@@ -10,39 +10,21 @@
 #include <string.h>
 
 static const cli_flag k_flags[] = {
-    {"--store", "S.h5", "store with /clusters/labels (apmae cluster)", 1},
-    {"--out", "DIR", "results.json, summary.csv, heads_<task>.csv, shap_<task>.png (created if missing)", 1},
-    {"--tasks", "all|T1,T2", "tasks to classify one by one and pooled as 'all' (default all)", 0},
-    {"--features", "clusters", "the features: the L*H cluster ids of a sample (the only kind)", 0},
-    {"--seed", "S", "test split, folds and XGBoost (default 42)", 0},
-    {"--test-fraction", "F", "held-out test part of each class (default 0.1)", 0},
-    {"--folds", "K", "repeated stratified K-fold cross-validation; 0 = none (default 5)", 0},
-    {"--repeats", "R", "repetitions of the K-fold split (default 5)", 0},
-    {"--max-rounds", "N", "boosting rounds at most (default 1000; early stopping usually ends sooner)", 0},
-    {"--json", NULL, "print results.json on stdout instead of the table", 0},
-    {NULL, NULL, NULL, 0},
+    {"--store", CLI_PATH, "S.h5", "store with /clusters/labels (apmae cluster)", .required = 1},
+    {"--out", CLI_PATH, "DIR", "results.json, summary.csv, heads_<task>.csv, shap_<task>.png (created if missing)",
+     .required = 1},
+    {"--tasks", CLI_STRING, "all|T1,T2", "tasks to classify one by one and pooled as 'all'", .def = "all"},
+    {"--features", CLI_CHOICE, NULL, "the features: the L*H cluster ids of a sample (the only kind)",
+     .choices = "clusters", .def = "clusters"},
+    {"--seed", CLI_INT, "S", "test split, folds and XGBoost", .def = "42", .range = "0.."},
+    {"--test-fraction", CLI_REAL, "F", "held-out test part of each class", .def = "0.1", .range = "(0, 1)"},
+    {"--folds", CLI_INT, "K", "repeated stratified K-fold cross-validation; 0 = none", .def = "5", .range = "0..1000"},
+    {"--repeats", CLI_INT, "R", "repetitions of the K-fold split", .def = "5", .range = "1..1000"},
+    {"--max-rounds", CLI_INT, "N", "boosting rounds at most (early stopping usually ends sooner)", .def = "1000",
+     .range = "1..100000"},
+    {"--json", CLI_SWITCH, NULL, "print results.json on stdout instead of the table"},
+    {0},
 };
-static const cli_spec k_spec = {
-    "apmae classify --store S.h5 --out DIR [--tasks all|T1,T2] [--seed 42] [--test-fraction 0.1] [--folds K] "
-    "[--repeats R] [--max-rounds N] [--json]",
-    "From each sample's cluster ids alone (one categorical feature per layer and head, noise its own category) "
-    "predict whether the model's completion was correct, with gradient-boosted trees (XGBoost: depth 6, learning "
-    "rate 0.1, up to 1000 rounds, early stopping after 25 on 10% of the training part). Per task and pooled: the "
-    "test accuracy on a stratified held-out split with its 95% interval, the majority-class and LM-confidence "
-    "(max softmax probability) baselines, the confusion matrix, repeated K-fold cross-validation, and every head's "
-    "SHAP contributions on the test part, ranked. A task with one class only or too few samples is skipped with "
-    "the reason in results.json.",
-    k_flags,
-};
-
-static ap_status get_int(const cli_args *a, const char *flag, int64_t lo, int64_t hi, int64_t *out, ap_error *err) {
-    if (!cli_has(a, flag)) return AP_OK;
-    ap_status st = ap_parse_i64(cli_get(a, flag), flag, out, err);
-    if (st == AP_OK && (*out < lo || *out > hi))
-        st = ap_fail(err, AP_ERR_ARG, "%s: %lld is outside %lld..%lld", flag, (long long)*out, (long long)lo,
-                     (long long)hi);
-    return st;
-}
 
 static double num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -82,31 +64,19 @@ static void print_table(const cJSON *j) {
 }
 
 static ap_status run(const cli_args *a, ap_error *err) {
-    ap_classify_opts o = {.store = cli_get(a, "--store"), .out_dir = cli_get(a, "--out"), .tasks = cli_get(a, "--tasks")};
+    ap_classify_opts o = {.store = cli_str(a, "--store"), .out_dir = cli_str(a, "--out"), .tasks = cli_str(a, "--tasks")};
     ap_classify_params_default(&o.params);
-    const char *features = cli_get(a, "--features");
-    if (features && strcmp(features, "clusters") != 0)
-        return ap_fail(err, AP_ERR_ARG, "--features '%s': the only features are 'clusters'", features);
-    int64_t seed = (int64_t)o.params.seed, folds = o.params.folds, repeats = o.params.repeats,
-            rounds = o.params.gbt.max_rounds;
+    o.params.seed = o.params.gbt.seed = (uint64_t)cli_int(a, "--seed");
+    o.params.test_fraction = cli_real(a, "--test-fraction");
+    o.params.folds = (int)cli_int(a, "--folds");
+    o.params.repeats = (int)cli_int(a, "--repeats");
+    o.params.gbt.max_rounds = (int)cli_int(a, "--max-rounds");
     ap_status st;
-    if ((st = get_int(a, "--seed", 0, INT64_MAX, &seed, err)) || (st = get_int(a, "--folds", 0, 1000, &folds, err)) ||
-        (st = get_int(a, "--repeats", 1, 1000, &repeats, err)) ||
-        (st = get_int(a, "--max-rounds", 1, 100000, &rounds, err)))
-        return st;
-    if (cli_has(a, "--test-fraction") &&
-        (st = ap_parse_f64(cli_get(a, "--test-fraction"), "--test-fraction", &o.params.test_fraction, err)))
-        return st;
-    o.params.seed = (uint64_t)seed;
-    o.params.gbt.seed = (uint64_t)seed;
-    o.params.folds = (int)folds;
-    o.params.repeats = (int)repeats;
-    o.params.gbt.max_rounds = (int)rounds;
     if ((st = ap_classify_store(&o, err))) return st;
     char *path = ap_path_join(o.out_dir, "results.json", err);
     cJSON *j = NULL;
     st = path ? ap_json_load(path, &j, err) : AP_ERR_NOMEM;
-    if (st == AP_OK && cli_has(a, "--json")) {
+    if (st == AP_OK && cli_switch(a, "--json")) {
         char *text = cJSON_Print(j);
         if (text) printf("%s\n", text);
         else st = ap_fail(err, AP_ERR_NOMEM, "out of memory");
@@ -119,14 +89,20 @@ static ap_status run(const cli_args *a, ap_error *err) {
     return st;
 }
 
-int cmd_classify(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_spec, argc, argv, &a, &err);
-    if (r > 0) return 0;
-    if (r < 0 || a.npositional > 0) {
-        if (r == 0) ap_fail(&err, AP_ERR_ARG, "unexpected argument '%s'; see --help", a.positional[0]);
-        return cli_report(&err);
-    }
-    return run(&a, &err) == AP_OK ? 0 : cli_report(&err);
-}
+static const cli_spec k_spec = {
+    .name = "classify",
+    .summary = "predict correctness from the per-head cluster ids, with baselines and SHAP per head",
+    .description =
+        "From each sample's cluster ids alone (one categorical feature per layer and head, noise its own category)\n"
+        "predict whether the model's completion was correct, with gradient-boosted trees (XGBoost: depth 6, learning\n"
+        "rate 0.1, up to 1000 rounds, early stopping after 25 on 10% of the training part). Per task and pooled: the\n"
+        "test accuracy on a stratified held-out split with its 95% interval, the majority-class and LM-confidence\n"
+        "(max softmax probability) baselines, the confusion matrix, repeated K-fold cross-validation, and every\n"
+        "head's SHAP contributions on the test part, ranked. A task with one class only or too few samples is\n"
+        "skipped with the reason in results.json.",
+    .docs = "docs/analysis.md",
+    .flags = k_flags,
+    .run = run,
+};
+
+int cmd_classify(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }

@@ -11,91 +11,57 @@
 #include <unistd.h>
 
 static const cli_flag k_flags[] = {
-    {"--model", "DIR", "StarCoder2 checkpoint directory", 1},
-    {"--scenarios", "F", "scenarios JSONL written by 'apmae mine'", 1},
-    {"--out", "STORE.h5", "pattern store to create, or to resume when it exists", 1},
-    {"--balance", "per-task:K", "per task keep at most K/2 correct and K/2 incorrect completions", 0},
-    {"--correct-only", NULL, "keep correct completions only (the AP-MAE training set)", 0},
-    {"--dtype", "f32|f16|bf16", "pattern storage type (default bf16: >= 6x smaller than dense f32)", 0},
-    {"--threads", "T", "threads for the forward pass (default: OMP_NUM_THREADS or all cores)", 0},
-    {"--commit-every", "K", "commit (make durable) at least every K samples (default 256; also every 2 s)", 0},
-    {"--shard", "K/R", "only the scenarios i with i % R == K, into --out as a shard (merge: apmae store merge)", 0},
-    {"--embed-with", "MAE_DIR", "encode each kept sample's patterns with this AP-MAE as it is extracted", 0},
-    {"--embeddings-only", NULL, "with --embed-with: keep only the embeddings, no patterns (streaming mode)", 0},
-    {"--embed-batch", "B", "patterns per AP-MAE batch (default 64)", 0},
-    {"--compat", "default|reference", "the AP-MAE's encoding: reference = the published code's (docs/mae.md)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_spec = {
-    "apmae extract --model DIR --scenarios F --out STORE.h5 [--balance per-task:K | --correct-only]\n"
-    "                     [--dtype f32|f16|bf16] [--threads T] [--shard K/R]\n"
-    "                     [--embed-with MAE_DIR [--embeddings-only] [--embed-batch B] [--compat reference]]\n"
-    "       mpirun -n R apmae extract ... --out STORE.h5",
-    "Run the model on every scenario: predicted id, label id, correctness, the label's log-probability, the\n"
-    "entropy and largest probability of the last position, and every head's attention pattern go into the\n"
-    "store (docs/store.md). Noise scenarios have no label: their correctness alternates. Killed at any\n"
-    "moment, the same command resumes after the last commit with no duplicate and no gap; run on a\n"
-    "finished store it does nothing and says so. --embed-with also stores every pattern's AP-MAE encodings\n"
-    "(cls and mean); with --embeddings-only the patterns themselves are not kept. Under mpirun, rank K of R\n"
-    "extracts shard K/R into STORE.h5.shard-K-of-R, and rank 0 merges the shards into STORE.h5 once all are\n"
-    "done (then removes them); per-task quotas are split across the shards (docs/store.md).",
-    k_flags,
+    {"--model", CLI_PATH, "DIR", "StarCoder2 checkpoint directory", .required = 1},
+    {"--scenarios", CLI_PATH, "F", "scenarios JSONL written by 'apmae mine'", .required = 1},
+    {"--out", CLI_PATH, "STORE.h5", "pattern store to create, or to resume when it exists", .required = 1},
+    {"--balance", CLI_STRING, "per-task:K", "per task keep at most K/2 correct and K/2 incorrect completions"},
+    {"--correct-only", CLI_SWITCH, NULL, "keep correct completions only (the AP-MAE training set)"},
+    {"--dtype", CLI_CHOICE, NULL, "pattern storage type (bf16: >= 6x smaller than dense f32)", .choices = "f32|f16|bf16",
+     .def = "bf16"},
+    {"--threads", CLI_INT, "T", "threads for the forward pass", .range = "1..1024",
+     .def_note = "OMP_NUM_THREADS or all cores"},
+    {"--commit-every", CLI_INT, "K", "commit (make durable) at least every K samples, and every 2 s",
+     .range = "1..1000000", .def_note = "256"},
+    {"--shard", CLI_STRING, "K/R", "only the scenarios i with i % R == K, into --out as a shard (merge: apmae store merge)"},
+    {"--embed-with", CLI_PATH, "MAE_DIR", "encode each kept sample's patterns with this AP-MAE as it is extracted"},
+    {"--embeddings-only", CLI_SWITCH, NULL, "with --embed-with: keep only the embeddings, no patterns (streaming mode)"},
+    {"--embed-batch", CLI_INT, "B", "patterns per AP-MAE batch", .range = "1..65536", .def_note = "64"},
+    {"--compat", CLI_CHOICE, NULL, "the AP-MAE's encoding: reference = the published code's (docs/mae.md)",
+     .choices = "default|reference"},
+    {0},
 };
 
 static ap_status parse_options(const cli_args *a, ap_extract_options *o, ap_error *err) {
+    static const ap_dtype dtypes[] = {AP_F32, AP_F16, AP_BF16}; /* as in --dtype */
     memset(o, 0, sizeof *o);
-    o->model_dir = cli_get(a, "--model");
-    o->scenarios_path = cli_get(a, "--scenarios");
-    o->store_path = cli_get(a, "--out");
-    o->dtype = AP_BF16;
+    o->model_dir = cli_str(a, "--model");
+    o->scenarios_path = cli_str(a, "--scenarios");
+    o->store_path = cli_str(a, "--out");
+    o->dtype = dtypes[cli_choice(a, "--dtype")];
     ap_status st;
-    const char *bal = cli_get(a, "--balance");
-    if (bal && cli_has(a, "--correct-only"))
+    const char *bal = cli_str(a, "--balance");
+    if (bal && cli_switch(a, "--correct-only"))
         return ap_fail(err, AP_ERR_ARG, "--balance and --correct-only exclude each other");
     if (bal) {
         if (strncmp(bal, "per-task:", 9) != 0)
             return ap_fail(err, AP_ERR_ARG, "--balance: expected per-task:K, got '%s'", bal);
         if ((st = ap_parse_i64(bal + 9, "--balance per-task:K", &o->per_task, err))) return st;
         o->balance = AP_BALANCE_PER_TASK;
-    } else if (cli_has(a, "--correct-only")) {
+    } else if (cli_switch(a, "--correct-only")) {
         o->balance = AP_BALANCE_CORRECT_ONLY;
     }
-    const char *dt = cli_get(a, "--dtype");
-    if (dt) {
-        if (strcmp(dt, "f32") == 0) o->dtype = AP_F32;
-        else if (strcmp(dt, "f16") == 0) o->dtype = AP_F16;
-        else if (strcmp(dt, "bf16") == 0) o->dtype = AP_BF16;
-        else return ap_fail(err, AP_ERR_ARG, "--dtype: expected f32, f16 or bf16, got '%s'", dt);
-    }
-    int64_t v;
-    if (cli_has(a, "--threads")) {
-        if ((st = ap_parse_i64(cli_get(a, "--threads"), "--threads", &v, err))) return st;
-        if (v < 1 || v > 1024) return ap_fail(err, AP_ERR_ARG, "--threads: %lld is out of range", (long long)v);
-        omp_set_num_threads((int)v);
-    }
-    if (cli_has(a, "--commit-every")) {
-        if ((st = ap_parse_i64(cli_get(a, "--commit-every"), "--commit-every", &v, err))) return st;
-        if (v < 1 || v > 1000000)
-            return ap_fail(err, AP_ERR_ARG, "--commit-every: %lld is out of range", (long long)v);
-        o->commit_every = (int)v;
-    }
-    if (cli_has(a, "--shard") && (st = ap_shard_parse(cli_get(a, "--shard"), &o->shard_index, &o->shard_count, err)))
+    if (cli_has(a, "--threads")) omp_set_num_threads((int)cli_int(a, "--threads"));
+    o->commit_every = (int)cli_int(a, "--commit-every");
+    if (cli_has(a, "--shard") && (st = ap_shard_parse(cli_str(a, "--shard"), &o->shard_index, &o->shard_count, err)))
         return st;
-    o->embed_with = cli_get(a, "--embed-with");
-    o->embeddings_only = cli_has(a, "--embeddings-only");
+    o->embed_with = cli_str(a, "--embed-with");
+    o->embeddings_only = cli_switch(a, "--embeddings-only");
     if (o->embeddings_only && !o->embed_with)
         return ap_fail(err, AP_ERR_ARG, "--embeddings-only needs --embed-with MAE_DIR (the AP-MAE that encodes the patterns)");
     if ((cli_has(a, "--embed-batch") || cli_has(a, "--compat")) && !o->embed_with)
         return ap_fail(err, AP_ERR_ARG, "--embed-batch and --compat go with --embed-with MAE_DIR");
-    if (cli_has(a, "--embed-batch")) {
-        if ((st = ap_parse_i64(cli_get(a, "--embed-batch"), "--embed-batch", &v, err))) return st;
-        if (v < 1 || v > 65536) return ap_fail(err, AP_ERR_ARG, "--embed-batch: %lld is out of range", (long long)v);
-        o->embed_batch = (int)v;
-    }
-    const char *compat = cli_get(a, "--compat");
-    if (compat && strcmp(compat, "reference") != 0 && strcmp(compat, "default") != 0)
-        return ap_fail(err, AP_ERR_ARG, "--compat: '%s' is not 'default' or 'reference'", compat);
-    o->compat_reference = compat && strcmp(compat, "reference") == 0;
+    o->embed_batch = (int)cli_int(a, "--embed-batch");
+    o->compat_reference = cli_choice(a, "--compat") == 1;
     return AP_OK;
 }
 
@@ -180,13 +146,31 @@ static ap_status run(ap_extract_options *o, int threads_given, ap_error *err) {
     return run_under_mpi(o, threads_given, err);
 }
 
-int cmd_extract(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_spec, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
+static ap_status run_extract(const cli_args *a, ap_error *err) {
     ap_extract_options o;
-    ap_status st = parse_options(&a, &o, &err);
-    if (!st) st = run(&o, cli_has(&a, "--threads"), &err);
-    return st ? cli_report(&err) : 0;
+    ap_status st = parse_options(a, &o, err);
+    return st ? st : run(&o, cli_has(a, "--threads"), err);
 }
+
+static const cli_spec k_spec = {
+    .name = "extract",
+    .summary = "run the LM over scenarios; correctness and every attention pattern into a store",
+    .usage = "apmae extract --model DIR --scenarios F --out STORE.h5 [--balance per-task:K | --correct-only]\n"
+             "                     [--dtype f32|f16|bf16] [--threads T] [--shard K/R]\n"
+             "                     [--embed-with MAE_DIR [--embeddings-only] [--embed-batch B] [--compat reference]]\n"
+             "       mpirun -n R apmae extract ... --out STORE.h5",
+    .description =
+        "Run the model on every scenario: predicted id, label id, correctness, the label's log-probability, the\n"
+        "entropy and largest probability of the last position, and every head's attention pattern go into the\n"
+        "store. Noise scenarios have no label: their correctness alternates. Killed at any moment, the same\n"
+        "command resumes after the last commit with no duplicate and no gap; run on a finished store it does\n"
+        "nothing and says so. --embed-with also stores every pattern's AP-MAE encodings (cls and mean); with\n"
+        "--embeddings-only the patterns themselves are not kept. Under mpirun, rank K of R extracts shard K/R\n"
+        "into STORE.h5.shard-K-of-R, and rank 0 merges the shards into STORE.h5 once all are done (then removes\n"
+        "them); per-task quotas are split across the shards.",
+    .docs = "docs/store.md",
+    .flags = k_flags,
+    .run = run_extract,
+};
+
+int cmd_extract(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }

@@ -9,30 +9,20 @@
 #include <sys/resource.h>
 
 static const cli_flag k_forward_flags[] = {
-    {"--model", "DIR", "Hugging Face StarCoder2 checkpoint directory (config.json, safetensors)", 1},
-    {"--ids", "I,J,...", "input token ids (needs no tokenizer)", 0},
-    {"--text", "STR", "input text, tokenized with DIR/tokenizer.json", 0},
-    {"--out", "OUT.safetensors", "output: input_ids I64 [T], logits F32 [T,V], attentions F32 [L,H,T,T]", 1},
-    {"--ablate", "L:H,...", "zero these heads' P.v before o_proj (0-based layer:head)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_forward_spec = {
-    "apmae lm forward --model DIR (--ids I,J,... | --text STR) --out OUT.safetensors [--ablate L:H,...]",
-    "Run the model on one sequence and write its logits and every head's attention pattern.",
-    k_forward_flags,
+    {"--model", CLI_PATH, "DIR", "Hugging Face StarCoder2 checkpoint directory (config.json, safetensors)", .required = 1},
+    {"--ids", CLI_INT_LIST, NULL, "input token ids (needs no tokenizer)"},
+    {"--text", CLI_STRING, "STR", "input text, tokenized with DIR/tokenizer.json"},
+    {"--out", CLI_PATH, "OUT.safetensors", "output: input_ids I64 [T], logits F32 [T,V], attentions F32 [L,H,T,T]",
+     .required = 1},
+    {"--ablate", CLI_STRING, "L:H,...", "zero these heads' P.v before o_proj (0-based layer:head)"},
+    {0},
 };
 
 static const cli_flag k_bench_flags[] = {
-    {"--model", "DIR", "checkpoint directory", 1},
-    {"--tokens", "T", "sequence length (default 256)", 0},
-    {"--iters", "K", "timed repetitions, best is reported (default 5)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_bench_spec = {
-    "apmae lm bench --model DIR [--tokens T] [--iters K]",
-    "Time the forward pass with attention capture (model load excluded, best of K after one warm-up) and\n"
-    "print one JSON line: tokens_per_s, gflops, and the machine's sgemm rate measured in the same run.",
-    k_bench_flags,
+    {"--model", CLI_PATH, "DIR", "checkpoint directory", .required = 1},
+    {"--tokens", CLI_INT, "T", "sequence length", .def = "256", .range = "1..65536"},
+    {"--iters", CLI_INT, "K", "timed repetitions, best is reported", .def = "5", .range = "1..1000"},
+    {0},
 };
 
 /* "L:H,L:H" -> mask [L*H]. */
@@ -56,38 +46,19 @@ static ap_status parse_ablate(const char *s, const ap_lm_config *c, uint8_t *mas
 }
 
 static ap_status input_ids(const cli_args *a, const char *model_dir, int32_t **ids, size_t *n, ap_error *err) {
-    const char *ids_arg = cli_get(a, "--ids"), *text = cli_get(a, "--text");
-    if (!!ids_arg == !!text) return ap_fail(err, AP_ERR_ARG, "give exactly one of --ids and --text");
-    if (text) {
-        ap_tokenizer *tok;
-        ap_status st = ap_tokenizer_load(model_dir, &tok, err);
-        if (st) return st;
-        st = ap_tokenizer_encode(tok, text, strlen(text), ids, n, err);
-        ap_tokenizer_free(tok);
-        return st;
-    }
-    int64_t *v;
-    ap_status st = ap_parse_i64_list(ids_arg, "--ids", &v, n, err);
+    const char *text = cli_str(a, "--text");
+    if (cli_has(a, "--ids") == !!text) return ap_fail(err, AP_ERR_ARG, "give exactly one of --ids and --text");
+    if (!text) return cli_int32s(a, "--ids", ids, n, err);
+    ap_tokenizer *tok;
+    ap_status st = ap_tokenizer_load(model_dir, &tok, err);
     if (st) return st;
-    *ids = ap_malloc(*n * sizeof **ids, err);
-    if (!*ids) {
-        free(v);
-        return AP_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < *n; i++) {
-        if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
-            free(v);
-            free(*ids);
-            return ap_fail(err, AP_ERR_RANGE, "--ids: %lld is not a token id", (long long)v[i]);
-        }
-        (*ids)[i] = (int32_t)v[i];
-    }
-    free(v);
-    return AP_OK;
+    st = ap_tokenizer_encode(tok, text, strlen(text), ids, n, err);
+    ap_tokenizer_free(tok);
+    return st;
 }
 
 static ap_status run_forward(const cli_args *a, ap_error *err) {
-    const char *dir = cli_get(a, "--model"), *out = cli_get(a, "--out");
+    const char *dir = cli_str(a, "--model"), *out = cli_str(a, "--out");
     ap_lm *lm = NULL;
     ap_lm_state *s = NULL;
     int32_t *ids = NULL;
@@ -110,7 +81,7 @@ static ap_status run_forward(const cli_args *a, ap_error *err) {
     att = ap_malloc(L * H * T * T * sizeof(float), err);
     ids64 = ap_malloc(T * sizeof *ids64, err);
     if (!mask || !logits || !att || !ids64) goto done;
-    if (cli_has(a, "--ablate") && (st = parse_ablate(cli_get(a, "--ablate"), c, mask, err))) goto done;
+    if (cli_has(a, "--ablate") && (st = parse_ablate(cli_str(a, "--ablate"), c, mask, err))) goto done;
     if ((st = ap_lm_state_new(lm, (int)T, &s, err))) goto done;
     ap_lm_forward_opts opts = {.ablate = mask, .last_only = 0};
     if ((st = ap_lm_forward(lm, s, ids, (int)T, &opts, logits, att, err))) goto done;
@@ -154,15 +125,11 @@ double measure_sgemm_gflops(int T, int D, int F, int iters) {
 }
 
 static ap_status run_bench(const cli_args *a, ap_error *err) {
-    int64_t T = 256, iters = 5;
-    ap_status st;
-    if (cli_has(a, "--tokens") && (st = ap_parse_i64(cli_get(a, "--tokens"), "--tokens", &T, err))) return st;
-    if (cli_has(a, "--iters") && (st = ap_parse_i64(cli_get(a, "--iters"), "--iters", &iters, err))) return st;
-    if (T < 1 || T > 1 << 16) return ap_fail(err, AP_ERR_ARG, "--tokens: %lld is out of range", (long long)T);
-    if (iters < 1 || iters > 1000) return ap_fail(err, AP_ERR_ARG, "--iters: %lld is out of range", (long long)iters);
+    int64_t T = cli_int(a, "--tokens"), iters = cli_int(a, "--iters");
     ap_lm *lm = NULL;
     ap_lm_state *s = NULL;
-    if ((st = ap_lm_load(cli_get(a, "--model"), &lm, err))) return st;
+    ap_status st;
+    if ((st = ap_lm_load(cli_str(a, "--model"), &lm, err))) return st;
     const ap_lm_config *c = &lm->cfg;
     size_t L = (size_t)c->num_layers, H = (size_t)c->num_heads;
     int32_t *ids = ap_malloc((size_t)T * sizeof *ids, err);
@@ -203,30 +170,29 @@ done:
     return st;
 }
 
+static const cli_spec k_forward_spec = {
+    .name = "lm forward",
+    .summary = "run the model on one sequence: logits and every head's attention pattern",
+    .usage = "apmae lm forward --model DIR (--ids I,J,... | --text STR) --out OUT.safetensors [--ablate L:H,...]",
+    .description = "Run the model on one sequence and write its logits and every head's attention pattern.",
+    .docs = "docs/lm.md",
+    .flags = k_forward_flags,
+    .run = run_forward,
+};
+
+static const cli_spec k_bench_spec = {
+    .name = "lm bench",
+    .summary = "time the forward pass (tokens/s, GFLOP/s vs the sgemm rate)",
+    .description =
+        "Time the forward pass with attention capture (model load excluded, best of K after one warm-up) and\n"
+        "print one JSON line: tokens_per_s, gflops, and the machine's sgemm rate measured in the same run.",
+    .docs = "docs/performance.md",
+    .flags = k_bench_flags,
+    .run = run_bench,
+};
+
 int cmd_lm(int argc, char **argv) {
-    if (argc < 1 || strcmp(argv[0], "--help") == 0) {
-        FILE *out = argc < 1 ? stderr : stdout;
-        fprintf(out, "usage: apmae lm SUBCOMMAND [flags]\n\n  forward  %s\n  bench    %s\n", k_forward_spec.description,
-                "time the forward pass (tokens/s, GFLOP/s vs the sgemm rate)");
-        fprintf(out, "  train    train a StarCoder2-architecture model on a Java corpus\n"
-                     "  eval     FIM first-token accuracy on scenarios, held-out loss on a corpus\n"
-                     "  train-bench  time training steps (tokens/s, GFLOP/s vs the sgemm rate)\n");
-        return argc < 1 ? 2 : 0;
-    }
-    if (strcmp(argv[0], "train") == 0) return cmd_lm_train(argc - 1, argv + 1);
-    if (strcmp(argv[0], "eval") == 0) return cmd_lm_eval(argc - 1, argv + 1);
-    if (strcmp(argv[0], "train-bench") == 0) return cmd_lm_train_bench(argc - 1, argv + 1);
-    const cli_spec *spec = strcmp(argv[0], "forward") == 0 ? &k_forward_spec
-                           : strcmp(argv[0], "bench") == 0 ? &k_bench_spec
-                                                            : NULL;
-    if (!spec) {
-        fprintf(stderr, "apmae: error: unknown 'lm' subcommand '%s'; see 'apmae lm --help'\n", argv[0]);
-        return 2;
-    }
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(spec, argc - 1, argv + 1, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    ap_status st = spec == &k_forward_spec ? run_forward(&a, &err) : run_bench(&a, &err);
-    return st ? cli_report(&err) : 0;
+    static const cli_spec *const subs[] = {&k_forward_spec, &k_bench_spec, &cli_lm_train_spec, &cli_lm_eval_spec,
+                                           &cli_lm_train_bench_spec};
+    return cli_run_group("lm", subs, sizeof subs / sizeof *subs, argc, argv);
 }

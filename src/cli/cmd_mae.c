@@ -8,121 +8,87 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define COMPAT_HELP "reference: the published code's decoder slots and encoding (docs/mae.md)"
+
 static const cli_flag k_init_flags[] = {
-    {"--config", "tiny|paper|small|FILE", "model config: a built-in name or a config.json", 1},
-    {"--seed", "S", "initialisation seed (default 0)", 0},
-    {"--out", "DIR", "checkpoint directory to write (config.json, model.safetensors)", 1},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_init_spec = {
-    "apmae mae init --config tiny|paper|small|FILE [--seed S] --out DIR",
-    "Write a randomly initialised AP-MAE checkpoint (docs/mae.md initialisation).",
-    k_init_flags,
+    {"--config", CLI_STRING, "tiny|paper|small|FILE", "model config: a built-in name or a config.json", .required = 1},
+    {"--seed", CLI_INT, "S", "initialisation seed", .def = "0", .range = "0.."},
+    {"--out", CLI_PATH, "DIR", "checkpoint directory to write (config.json, model.safetensors)", .required = 1},
+    {0},
 };
 
 static const cli_flag k_forward_flags[] = {
-    {"--model", "DIR", "AP-MAE checkpoint directory (config.json, model.safetensors)", 1},
-    {"--in", "IN.safetensors", "patterns F32 [B,N,N] (probabilities), optional masked_indices I64 [B,M]", 1},
-    {"--out", "OUT.safetensors", "scaled [B,N,N], loss [B], pred [B,M,p*p], cls [B,D], mean [B,D]", 1},
-    {"--compat", "default|reference", "reference: the published code's decoder slots and encoding", 0},
-    {"--seed", "S", "seed of the random masks when IN has no masked_indices (default 0)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_forward_spec = {
-    "apmae mae forward --model DIR --in IN.safetensors --out OUT.safetensors [--compat reference] [--seed S]",
-    "Scale the patterns, run the masked forward (per-image loss, predicted masked patches in the order of\n"
-    "masked_indices) and the encoder (cls and mean encodings).",
-    k_forward_flags,
+    {"--model", CLI_PATH, "DIR", "AP-MAE checkpoint directory (config.json, model.safetensors)", .required = 1},
+    {"--in", CLI_PATH, "IN.safetensors", "patterns F32 [B,N,N] (probabilities), optional masked_indices I64 [B,M]",
+     .required = 1},
+    {"--out", CLI_PATH, "OUT.safetensors", "scaled [B,N,N], loss [B], pred [B,M,p*p], cls [B,D], mean [B,D]",
+     .required = 1},
+    {"--compat", CLI_CHOICE, NULL, COMPAT_HELP, .choices = "default|reference", .def = "default"},
+    {"--seed", CLI_INT, "S", "seed of the random masks when IN has no masked_indices", .def = "0", .range = "0.."},
+    {0},
 };
 
 static const cli_flag k_bench_flags[] = {
-    {"--config", "tiny|paper|small|FILE", "model config", 1},
-    {"--batch", "B", "images per step (default 60)", 0},
-    {"--steps", "K", "timed steps after one warm-up (default 5)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_bench_spec = {
-    "apmae mae bench --config C [--batch B] [--steps K]",
-    "Time training steps (scale, mask, forward, backward, AdamW) and masked forward passes (scale, mask,\n"
-    "forward) of a random model on random causal patterns; print one JSON line with train_images_per_s and\n"
-    "forward_images_per_s (batch / median step time over K steps after one warm-up).",
-    k_bench_flags,
+    {"--config", CLI_STRING, "tiny|paper|small|FILE", "model config", .required = 1},
+    {"--batch", CLI_INT, "B", "images per step", .def = "60", .range = "1..4096"},
+    {"--steps", CLI_INT, "K", "timed steps after one warm-up", .def = "5", .range = "1..10000"},
+    {0},
 };
 
 static const cli_flag k_train_flags[] = {
-    {"--store", "S", "pattern store (apmae extract)", 1},
-    {"--config", "tiny|paper|small|FILE", "model config; its max_length must be the store's N", 1},
-    {"--steps", "K", "training steps", 1},
-    {"--out", "DIR", "training directory: checkpoint, train_state, train_args.json, train_log.jsonl", 1},
-    {"--batch", "B", "patterns per step, all of one task (default 60); lr = 1.5e-4 * B / 50", 0},
-    {"--heads", "all|layerwise:q", "patterns of a sample trained on: every head, or q per layer (default all)", 0},
-    {"--tasks", "T1,T2,...", "train on these tasks only, in this turn order (default: every task)", 0},
-    {"--holdout", "R", "share of the samples held out, by a hash of the sample id (default 0.05)", 0},
-    {"--seed", "S", "seed of initialisation, split, order and masks (default 0)", 0},
-    {"--checkpoint-every", "K", "checkpoint interval in steps (default: 20 per run)", 0},
-    {"--eval-every", "K", "held-out loss interval in steps (default: 20 per run)", 0},
-    {"--eval-patterns", "P", "held-out patterns of each evaluation (default 256)", 0},
-    {"--stop-after", "K", "stop after this step with a checkpoint, as if interrupted", 0},
-    {"--resume", NULL, "continue the run in DIR from its last checkpoint (same options required)", 0},
-    {"--compat", "default|reference", "reference: the published code's decoder slots", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_train_spec = {
-    "apmae mae train --store S --config tiny|paper|small|FILE --steps K --out DIR [--batch 60] [--heads all|layerwise:q]\n"
-    "                [--tasks T1,T2] [--holdout R] [--seed S] [--checkpoint-every K] [--eval-every K] [--resume]",
-    "Train AP-MAE on a store's patterns: a held-out split by sample, batches of one task at a time (tasks in\n"
-    "turn) shuffled per epoch, AdamW with the cosine schedule restarting every epoch, progress with loss,\n"
-    "images/s and ETA, atomic checkpoints after which --resume continues bit for bit. DIR loads with\n"
-    "apmae mae forward and mae eval. Prints a JSON summary on stdout.",
-    k_train_flags,
+    {"--store", CLI_PATH, "S", "pattern store (apmae extract)", .required = 1},
+    {"--config", CLI_STRING, "tiny|paper|small|FILE", "model config; its max_length must be the store's N", .required = 1},
+    {"--steps", CLI_INT, "K", "training steps", .range = "1..", .required = 1},
+    {"--out", CLI_PATH, "DIR", "training directory: checkpoint, train_state, train_args.json, train_log.jsonl",
+     .required = 1},
+    {"--batch", CLI_INT, "B", "patterns per step, all of one task; lr = 1.5e-4 * B / 50", .def = "60", .range = "1..4096"},
+    {"--heads", CLI_STRING, "all|layerwise:q", "patterns of a sample trained on: every head, or q per layer", .def = "all"},
+    {"--tasks", CLI_STRING, "T1,T2,...", "train on these tasks only, in this turn order",
+     .def_note = "every task"},
+    {"--holdout", CLI_REAL, "R", "share of the samples held out, by a hash of the sample id", .def = "0.05",
+     .range = "(0, 1)"},
+    {"--seed", CLI_INT, "S", "seed of initialisation, split, order and masks", .def = "0", .range = "0.."},
+    {"--checkpoint-every", CLI_INT, "K", "checkpoint interval in steps", .range = "1..",
+     .def_note = "20 per run"},
+    {"--eval-every", CLI_INT, "K", "held-out loss interval in steps", .range = "1..",
+     .def_note = "20 per run"},
+    {"--eval-patterns", CLI_INT, "P", "held-out patterns of each evaluation", .def = "256", .range = "1..16777216"},
+    {"--stop-after", CLI_INT, "K", "stop after this step with a checkpoint, as if interrupted", .range = "1.."},
+    {"--resume", CLI_SWITCH, NULL, "continue the run in DIR from its last checkpoint (same options required)"},
+    {"--compat", CLI_CHOICE, NULL, COMPAT_HELP, .choices = "default|reference", .def = "default"},
+    {0},
 };
 
 static const cli_flag k_eval_flags[] = {
-    {"--model", "DIR", "AP-MAE checkpoint (a mae train directory, or any checkpoint with --split all)", 1},
-    {"--store", "S", "pattern store to evaluate on", 1},
-    {"--out", "OUTDIR", "write eval.json and the figures here", 0},
-    {"--by", "task,layer,head", "also report the MSE by task, layer and/or head", 0},
-    {"--figures", "K", "4-panel PNG figures of K samples in OUTDIR", 0},
-    {"--json", NULL, "one JSON object on stdout instead of a table", 0},
-    {"--split", "heldout|all", "held-out samples of training (default when the store is of the model trained on) "
-                               "or all", 0},
-    {"--max-patterns", "P", "evaluate a random subset of P patterns (default: all)", 0},
-    {"--seed", "S", "seed of the masks and of the subset (default 0)", 0},
-    {"--seen-store", "S0", "store of the LM trained on: also report cross_model_ratio = mse(S) / mse(S0)", 0},
-    {"--compat", "default|reference", "decoder mode (default: as trained)", 0},
-    {NULL, NULL, NULL, 0},
+    {"--model", CLI_PATH, "DIR", "AP-MAE checkpoint (a mae train directory, or any checkpoint with --split all)",
+     .required = 1},
+    {"--store", CLI_PATH, "S", "pattern store to evaluate on", .required = 1},
+    {"--out", CLI_PATH, "OUTDIR", "write eval.json and the figures here"},
+    {"--by", CLI_CHOICES, "task,layer,head", "also report the MSE by task, layer and/or head",
+     .choices = "task|layer|head"},
+    {"--figures", CLI_INT, "K", "4-panel PNG figures of K samples in OUTDIR", .def = "0", .range = "0..10000"},
+    {"--json", CLI_SWITCH, NULL, "one JSON object on stdout instead of a table"},
+    {"--split", CLI_CHOICE, NULL,
+     "held-out samples of training, or all; auto: held-out when the store is of the model trained on, else all",
+     .choices = "auto|heldout|all", .def = "auto"},
+    {"--max-patterns", CLI_INT, "P", "evaluate a random subset of P patterns", .range = "1..",
+     .def_note = "all"},
+    {"--seed", CLI_INT, "S", "seed of the masks and of the subset", .def = "0", .range = "0.."},
+    {"--seen-store", CLI_PATH, "S0", "store of the LM trained on: also report cross_model_ratio = mse(S) / mse(S0)"},
+    {"--compat", CLI_CHOICE, NULL, "decoder mode", .choices = "default|reference",
+     .def_note = "as trained"},
+    {0},
 };
-static const cli_spec k_eval_spec = {
-    "apmae mae eval --model DIR --store S [--out OUTDIR] [--by task,layer,head] [--figures K] [--json]\n"
-    "               [--split heldout|all] [--max-patterns P] [--seed S] [--seen-store S0]",
-    "Reconstruction MSE over the masked pixels of every pattern (all layers and heads) of the split, beside\n"
-    "the mean-patch baseline (each masked patch predicted as the mean of the visible patches) on the same\n"
-    "masks; ratio = mse / baseline_mse.",
-    k_eval_flags,
-};
-
-static ap_status parse_seed(const cli_args *a, uint64_t *seed, ap_error *err) {
-    int64_t s = 0;
-    if (cli_has(a, "--seed")) {
-        ap_status st = ap_parse_i64(cli_get(a, "--seed"), "--seed", &s, err);
-        if (st) return st;
-        if (s < 0) return ap_fail(err, AP_ERR_ARG, "--seed: %lld is negative", (long long)s);
-    }
-    *seed = (uint64_t)s;
-    return AP_OK;
-}
 
 static ap_status run_init(const cli_args *a, ap_error *err) {
     ap_mae_config cfg;
-    uint64_t seed = 0;
-    ap_status st = ap_mae_config_resolve(cli_get(a, "--config"), &cfg, err);
-    if (st == AP_OK) st = parse_seed(a, &seed, err);
+    ap_status st = ap_mae_config_resolve(cli_str(a, "--config"), &cfg, err);
     if (st) return st;
     ap_mae_model *m;
-    if ((st = ap_mae_new(&cfg, seed, &m, err))) return st;
-    st = ap_mae_save(m, cli_get(a, "--out"), err);
+    if ((st = ap_mae_new(&cfg, (uint64_t)cli_int(a, "--seed"), &m, err))) return st;
+    st = ap_mae_save(m, cli_str(a, "--out"), err);
     if (st == AP_OK)
-        ap_info("wrote %s: %zu tensors, %zu parameters", cli_get(a, "--out"), ap_mae_tensor_count(m), m->nparams);
+        ap_info("wrote %s: %zu tensors, %zu parameters", cli_str(a, "--out"), ap_mae_tensor_count(m), m->nparams);
     ap_mae_free(m);
     return st;
 }
@@ -178,17 +144,6 @@ static ap_status read_input(const char *path, const ap_mae_model *m, uint64_t se
     return rc;
 }
 
-static ap_status parse_compat(const cli_args *a, int *compat, ap_error *err) {
-    const char *c = cli_get(a, "--compat");
-    *compat = 0;
-    if (!c || strcmp(c, "default") == 0) return AP_OK;
-    if (strcmp(c, "reference") == 0) {
-        *compat = 1;
-        return AP_OK;
-    }
-    return ap_fail(err, AP_ERR_ARG, "--compat: '%s' is not 'default' or 'reference'", c);
-}
-
 /* Images per forward call, so activations stay small for any B. */
 #define FWD_CHUNK 32
 
@@ -196,14 +151,10 @@ static ap_status run_forward(const cli_args *a, ap_error *err) {
     ap_mae_model *m = NULL;
     fwd_input in = {0};
     float *scaled = NULL, *loss = NULL, *pred = NULL, *cls = NULL, *mean = NULL;
-    uint64_t seed = 0;
-    int compat;
-    ap_status st = parse_compat(a, &compat, err);
-    if (st == AP_OK) st = parse_seed(a, &seed, err);
-    if (st == AP_OK) st = ap_mae_load(cli_get(a, "--model"), &m, err);
-    if (st == AP_OK) st = read_input(cli_get(a, "--in"), m, seed, &in, err);
+    ap_status st = ap_mae_load(cli_str(a, "--model"), &m, err);
+    if (st == AP_OK) st = read_input(cli_str(a, "--in"), m, (uint64_t)cli_int(a, "--seed"), &in, err);
     if (st) goto done;
-    m->compat_reference = compat;
+    m->compat_reference = cli_choice(a, "--compat");
     const size_t B = (size_t)in.B, M = (size_t)in.M, N = (size_t)m->cfg.max_length;
     const size_t P2 = (size_t)m->cfg.patch_size * m->cfg.patch_size, D = (size_t)m->cfg.encoder_dim;
     scaled = ap_malloc(B * N * N * sizeof(float), err);
@@ -227,7 +178,7 @@ static ap_status run_forward(const cli_args *a, ap_error *err) {
         {"cls", AP_F32, 2, {(int64_t)B, (int64_t)D}, cls},
         {"mean", AP_F32, 2, {(int64_t)B, (int64_t)D}, mean},
     };
-    st = ap_st_write(cli_get(a, "--out"), views, 5, NULL, err);
+    st = ap_st_write(cli_str(a, "--out"), views, 5, NULL, err);
 done:
     ap_mae_free(m);
     free(in.patterns);
@@ -266,13 +217,9 @@ static double median(double *t, int64_t n) {
 
 static ap_status run_bench(const cli_args *a, ap_error *err) {
     ap_mae_config cfg;
-    int64_t B = 60, K = 5;
-    ap_status st = ap_mae_config_resolve(cli_get(a, "--config"), &cfg, err);
-    if (st == AP_OK && cli_has(a, "--batch")) st = ap_parse_i64(cli_get(a, "--batch"), "--batch", &B, err);
-    if (st == AP_OK && cli_has(a, "--steps")) st = ap_parse_i64(cli_get(a, "--steps"), "--steps", &K, err);
+    int64_t B = cli_int(a, "--batch"), K = cli_int(a, "--steps");
+    ap_status st = ap_mae_config_resolve(cli_str(a, "--config"), &cfg, err);
     if (st) return st;
-    if (B < 1 || B > 4096) return ap_fail(err, AP_ERR_ARG, "--batch: %lld is outside 1..4096", (long long)B);
-    if (K < 1 || K > 10000) return ap_fail(err, AP_ERR_ARG, "--steps: %lld is outside 1..10000", (long long)K);
     ap_mae_model *m;
     if ((st = ap_mae_new(&cfg, 0, &m, err))) return st;
     double *t_train = NULL, *t_fwd = NULL;
@@ -304,7 +251,7 @@ static ap_status run_bench(const cli_args *a, ap_error *err) {
     }
     printf("{\"impl\":\"apmae\",\"config\":\"%s\",\"batch\":%lld,\"steps\":%lld,\"threads\":%d,"
            "\"train_images_per_s\":%.2f,\"forward_images_per_s\":%.2f,\"last_loss\":%.6f}\n",
-           cli_get(a, "--config"), (long long)B, (long long)K, ap_num_threads(), (double)B / median(t_train, K),
+           cli_str(a, "--config"), (long long)B, (long long)K, ap_num_threads(), (double)B / median(t_train, K),
            (double)B / median(t_fwd, K), (double)batch_loss);
     st = AP_OK;
 done:
@@ -318,17 +265,6 @@ done:
     return st;
 }
 
-/* A non-negative integer flag, when given. */
-static ap_status get_count(const cli_args *a, const char *flag, int64_t lo, int64_t hi, int64_t *out, ap_error *err) {
-    if (!cli_has(a, flag)) return AP_OK;
-    ap_status st = ap_parse_i64(cli_get(a, flag), flag, out, err);
-    if (st) return st;
-    if (*out < lo || *out > hi)
-        return ap_fail(err, AP_ERR_ARG, "%s: %lld is outside %lld..%lld", flag, (long long)*out, (long long)lo,
-                       (long long)hi);
-    return AP_OK;
-}
-
 static double json_num(const cJSON *j, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
@@ -337,27 +273,23 @@ static double json_num(const cJSON *j, const char *key) {
 static ap_status run_train(const cli_args *a, ap_error *err) {
     ap_mae_train_options o;
     ap_mae_train_options_default(&o);
-    o.store = cli_get(a, "--store");
-    o.config = cli_get(a, "--config");
-    o.out = cli_get(a, "--out");
-    if (cli_has(a, "--heads")) o.heads = cli_get(a, "--heads");
-    o.tasks = cli_get(a, "--tasks");
-    o.resume = cli_has(a, "--resume");
+    o.store = cli_str(a, "--store");
+    o.config = cli_str(a, "--config");
+    o.out = cli_str(a, "--out");
+    o.heads = cli_str(a, "--heads");
+    o.tasks = cli_str(a, "--tasks");
+    o.resume = cli_switch(a, "--resume");
     o.progress = ap_log_get_level() >= AP_LOG_INFO;
-    int64_t batch = o.batch, eval_patterns = o.eval_patterns;
+    o.steps = cli_int(a, "--steps");
+    o.batch = (int)cli_int(a, "--batch");
+    o.seed = (uint64_t)cli_int(a, "--seed");
+    o.checkpoint_every = cli_int(a, "--checkpoint-every");
+    o.eval_every = cli_int(a, "--eval-every");
+    o.eval_patterns = (int)cli_int(a, "--eval-patterns");
+    o.stop_after = cli_int(a, "--stop-after");
+    o.compat_reference = cli_choice(a, "--compat");
+    o.holdout = cli_real(a, "--holdout");
     ap_status st;
-    if ((st = get_count(a, "--steps", 1, INT64_MAX, &o.steps, err)) ||
-        (st = get_count(a, "--batch", 1, 4096, &batch, err)) || (st = parse_seed(a, &o.seed, err)) ||
-        (st = get_count(a, "--checkpoint-every", 1, INT64_MAX, &o.checkpoint_every, err)) ||
-        (st = get_count(a, "--eval-every", 1, INT64_MAX, &o.eval_every, err)) ||
-        (st = get_count(a, "--eval-patterns", 1, 1 << 24, &eval_patterns, err)) ||
-        (st = get_count(a, "--stop-after", 1, INT64_MAX, &o.stop_after, err)) ||
-        (st = parse_compat(a, &o.compat_reference, err)))
-        return st;
-    if (cli_has(a, "--holdout") && (st = ap_parse_f64(cli_get(a, "--holdout"), "--holdout", &o.holdout, err)))
-        return st;
-    o.batch = (int)batch;
-    o.eval_patterns = (int)eval_patterns;
     ap_mae_train_result r;
     if ((st = ap_mae_train(&o, &r, err))) return st;
     cJSON *j = cJSON_CreateObject();
@@ -380,18 +312,6 @@ static ap_status run_train(const cli_args *a, ap_error *err) {
     if (!text) return ap_fail(err, AP_ERR_NOMEM, "out of memory");
     printf("%s\n", text);
     free(text);
-    return AP_OK;
-}
-
-static ap_status parse_by(const char *by, ap_mae_eval_options *o, ap_error *err) {
-    for (const char *p = by; p && *p;) {
-        size_t n = strcspn(p, ",");
-        if (n == 4 && strncmp(p, "task", 4) == 0) o->by_task = 1;
-        else if (n == 5 && strncmp(p, "layer", 5) == 0) o->by_layer = 1;
-        else if (n == 4 && strncmp(p, "head", 4) == 0) o->by_head = 1;
-        else return ap_fail(err, AP_ERR_ARG, "--by: '%.*s' is not task, layer or head", (int)n, p);
-        p += n + (p[n] == ',');
-    }
     return AP_OK;
 }
 
@@ -431,28 +351,25 @@ static void print_table(const cJSON *j) {
 }
 
 static ap_status run_eval(const cli_args *a, ap_error *err) {
-    ap_mae_eval_options o = {.model = cli_get(a, "--model"),
-                             .store = cli_get(a, "--store"),
-                             .seen_store = cli_get(a, "--seen-store"),
-                             .out = cli_get(a, "--out"),
-                             .compat = -1,
+    static const ap_mae_split_mode splits[] = {AP_MAE_SPLIT_AUTO, AP_MAE_SPLIT_HELDOUT, AP_MAE_SPLIT_ALL}; /* --split */
+    unsigned by = cli_choices(a, "--by"); /* bits in the order task, layer, head */
+    ap_mae_eval_options o = {.model = cli_str(a, "--model"),
+                             .store = cli_str(a, "--store"),
+                             .seen_store = cli_str(a, "--seen-store"),
+                             .out = cli_str(a, "--out"),
+                             .by_task = !!(by & 1),
+                             .by_layer = !!(by & 2),
+                             .by_head = !!(by & 4),
+                             .figures = (int)cli_int(a, "--figures"),
+                             .max_patterns = cli_int(a, "--max-patterns"),
+                             .seed = (uint64_t)cli_int(a, "--seed"),
+                             .split = splits[cli_choice(a, "--split")],
+                             .compat = cli_choice(a, "--compat"),
                              .progress = ap_log_get_level() >= AP_LOG_INFO};
-    int64_t figures = 0;
     ap_status st;
-    if ((st = parse_by(cli_get(a, "--by"), &o, err)) || (st = get_count(a, "--figures", 0, 10000, &figures, err)) ||
-        (st = get_count(a, "--max-patterns", 1, INT64_MAX, &o.max_patterns, err)) ||
-        (st = parse_seed(a, &o.seed, err)))
-        return st;
-    o.figures = (int)figures;
-    if (cli_has(a, "--compat") && (st = parse_compat(a, &o.compat, err))) return st;
-    const char *split = cli_get(a, "--split");
-    if (split && strcmp(split, "heldout") == 0) o.split = AP_MAE_SPLIT_HELDOUT;
-    else if (split && strcmp(split, "all") == 0) o.split = AP_MAE_SPLIT_ALL;
-    else if (split && strcmp(split, "auto") != 0)
-        return ap_fail(err, AP_ERR_ARG, "--split: '%s' is not heldout or all", split);
     cJSON *j;
     if ((st = ap_mae_eval(&o, &j, err))) return st;
-    if (cli_has(a, "--json")) {
+    if (cli_switch(a, "--json")) {
         char *text = cJSON_PrintUnformatted(j);
         if (text) printf("%s\n", text);
         else st = ap_fail(err, AP_ERR_NOMEM, "out of memory");
@@ -464,33 +381,64 @@ static ap_status run_eval(const cli_args *a, ap_error *err) {
     return st;
 }
 
+static const cli_spec k_init_spec = {
+    .name = "mae init",
+    .summary = "write a randomly initialised checkpoint",
+    .description = "Write a randomly initialised AP-MAE checkpoint (its initialisation is described in docs/mae.md).",
+    .docs = "docs/mae.md",
+    .flags = k_init_flags,
+    .run = run_init,
+};
+
+static const cli_spec k_forward_spec = {
+    .name = "mae forward",
+    .summary = "loss, predicted patches and encodings of patterns",
+    .description =
+        "Scale the patterns, run the masked forward (per-image loss, predicted masked patches in the order of\n"
+        "masked_indices) and the encoder (cls and mean encodings).",
+    .docs = "docs/mae.md",
+    .flags = k_forward_flags,
+    .run = run_forward,
+};
+
+static const cli_spec k_bench_spec = {
+    .name = "mae bench",
+    .summary = "training and forward images/s of a random model",
+    .description =
+        "Time training steps (scale, mask, forward, backward, AdamW) and masked forward passes (scale, mask,\n"
+        "forward) of a random model on random causal patterns; print one JSON line with train_images_per_s and\n"
+        "forward_images_per_s (batch / median step time over K steps after one warm-up).",
+    .docs = "docs/performance.md",
+    .flags = k_bench_flags,
+    .run = run_bench,
+};
+
+static const cli_spec k_train_spec = {
+    .name = "mae train",
+    .summary = "train on a pattern store (held-out split, checkpoints, --resume)",
+    .description =
+        "Train AP-MAE on a store's patterns: a held-out split by sample, batches of one task at a time (tasks in\n"
+        "turn) shuffled per epoch, AdamW with the cosine schedule restarting every epoch, progress with loss,\n"
+        "images/s and ETA, atomic checkpoints after which --resume continues bit for bit. DIR loads with\n"
+        "apmae mae forward and mae eval. Prints a JSON summary on stdout.",
+    .docs = "docs/mae.md",
+    .flags = k_train_flags,
+    .run = run_train,
+};
+
+static const cli_spec k_eval_spec = {
+    .name = "mae eval",
+    .summary = "reconstruction MSE vs the mean-patch baseline, figures, cross-model ratio",
+    .description =
+        "Reconstruction MSE over the masked pixels of every pattern (all layers and heads) of the split, beside\n"
+        "the mean-patch baseline (each masked patch predicted as the mean of the visible patches) on the same\n"
+        "masks; ratio = mse / baseline_mse.",
+    .docs = "docs/mae.md",
+    .flags = k_eval_flags,
+    .run = run_eval,
+};
+
 int cmd_mae(int argc, char **argv) {
-    static const struct {
-        const char *name, *summary;
-        const cli_spec *spec;
-        ap_status (*run)(const cli_args *, ap_error *);
-    } subs[] = {
-        {"init", "write a randomly initialised checkpoint", &k_init_spec, run_init},
-        {"forward", "loss, predicted patches and encodings of patterns", &k_forward_spec, run_forward},
-        {"bench", "training and forward images/s of a random model", &k_bench_spec, run_bench},
-        {"train", "train on a pattern store (held-out split, checkpoints, --resume)", &k_train_spec, run_train},
-        {"eval", "reconstruction MSE vs the mean-patch baseline, figures, cross-model ratio", &k_eval_spec, run_eval},
-    };
-    if (argc < 1 || strcmp(argv[0], "--help") == 0) {
-        FILE *out = argc < 1 ? stderr : stdout;
-        fprintf(out, "usage: apmae mae SUBCOMMAND [flags]\n\n");
-        for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
-            fprintf(out, "  %-8s %s\n", subs[i].name, subs[i].summary);
-        return argc < 1 ? 2 : 0;
-    }
-    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
-        if (strcmp(argv[0], subs[i].name) != 0) continue;
-        cli_args a;
-        ap_error err = {0};
-        int r = cli_parse(subs[i].spec, argc - 1, argv + 1, &a, &err);
-        if (r != 0) return r > 0 ? 0 : cli_report(&err);
-        return subs[i].run(&a, &err) ? cli_report(&err) : 0;
-    }
-    fprintf(stderr, "apmae: error: unknown 'mae' subcommand '%s'; see 'apmae mae --help'\n", argv[0]);
-    return 2;
+    static const cli_spec *const subs[] = {&k_init_spec, &k_forward_spec, &k_bench_spec, &k_train_spec, &k_eval_spec};
+    return cli_run_group("mae", subs, sizeof subs / sizeof *subs, argc, argv);
 }

@@ -1,4 +1,4 @@
-/* apmae mine: FIM scenarios from a Java corpus (docs/mining.md, docs/mining.md). */
+/* apmae mine: FIM scenarios from a Java corpus (docs/mining.md). */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -8,63 +8,34 @@
 #include "apmae/text.h"
 
 static const cli_flag k_flags[] = {
-    {"--corpus", "PATH", "a directory of .java files, a .zip/.tar[.gz|.xz|.zst] archive, or JSONL with `content`", 1},
-    {"--tokenizer", "PATH", "tokenizer.json (or its directory) of the StarCoder2-style model", 1},
-    {"--out", "FILE", "scenarios JSONL; the stats go beside it (X.jsonl -> X.stats.json)", 1},
-    {"--tasks", "LIST", "all, or a comma list of task names (default all)", 0},
-    {"--per-task", "K", "scenarios per task (default 200)", 0},
-    {"--max-length", "N", "tokens of model input per scenario, at least 16 (default 256)", 0},
-    {"--seed", "S", "seed of every random choice, a non-negative integer (default 0)", 0},
-    {"--include", "GLOBS", "comma list of path globs to read, e.g. 'java.xml/**' (default all)", 0},
-    {"--exclude", "GLOBS", "comma list of path globs to leave out", 0},
-    {"--compat", "MODE", "regex tasks: default (keywords as whole words) or reference (the published regexes)", 0},
-    {"--max-file-bytes", "B", "skip files larger than this (default 1048576)", 0},
-    {NULL, NULL, NULL, 0},
+    {"--corpus", CLI_PATH, "PATH", "a directory of .java files, a .zip/.tar[.gz|.xz|.zst] archive, or JSONL with `content`",
+     .required = 1},
+    {"--tokenizer", CLI_PATH, "PATH", "tokenizer.json (or its directory) of the StarCoder2-style model", .required = 1},
+    {"--out", CLI_PATH, "FILE", "scenarios JSONL; the stats go beside it (X.jsonl -> X.stats.json)", .required = 1},
+    {"--tasks", CLI_STRING, "LIST", "all, or a comma list of task names", .def = "all"},
+    {"--per-task", CLI_INT, "K", "scenarios per task", .def = "200", .range = "1.."},
+    {"--max-length", CLI_INT, "N", "tokens of model input per scenario", .def = "256", .range = "16.."},
+    {"--seed", CLI_INT, "S", "seed of every random choice", .def = "0", .range = "0.."},
+    {"--include", CLI_STRING, "GLOBS", "comma list of path globs to read, e.g. 'java.xml/**'",
+     .def_note = "all"},
+    {"--exclude", CLI_STRING, "GLOBS", "comma list of path globs to leave out"},
+    {"--compat", CLI_CHOICE, NULL, "regex tasks: keywords as whole words, or the published regexes",
+     .choices = "default|reference", .def = "default"},
+    {"--max-file-bytes", CLI_INT, "B", "skip files larger than this", .def = "1048576", .range = "1.."},
+    {0},
 };
-
-static const cli_spec k_spec = {
-    "apmae mine --corpus PATH --tokenizer PATH --out FILE [--tasks all|t1,t2] [--per-task K] [--max-length N] "
-    "[--seed S] [--include GLOBS] [--exclude GLOBS] [--compat default|reference]",
-    "Mine fill-in-the-middle scenarios from Java code: for each task, K files drawn in a seeded order, one target\n"
-    "per file drawn among its matches, and the model input <fim_prefix> prefix <fim_suffix> suffix <fim_middle>\n"
-    "of exactly N tokens. Tasks: identifiers string_literals boolean_literals numeric_literals function_call\n"
-    "function_name closing_bracket eol keywords mathematical_operators boolean_operators assignment_operators stop\n"
-    "random noise. The same arguments give byte-identical output. See docs/mining.md.",
-    k_flags,
-};
-
-static ap_status parse_count(const cli_args *a, const char *flag, int64_t def, int64_t min, int64_t *out,
-                             ap_error *err) {
-    *out = def;
-    const char *v = cli_get(a, flag);
-    if (!v) return AP_OK;
-    ap_status st = ap_parse_i64(v, flag, out, err);
-    if (st) return st;
-    if (*out < min) return ap_fail(err, AP_ERR_ARG, "%s: must be at least %lld, got %lld", flag, (long long)min,
-                                   (long long)*out);
-    return AP_OK;
-}
 
 static ap_status parse_options(const cli_args *a, ap_mine_options *opt, ap_error *err) {
     memset(opt, 0, sizeof *opt);
-    int64_t k, n, seed, maxb;
-    const char *tasks = cli_get(a, "--tasks");
-    ap_status st = ap_task_parse_list(tasks ? tasks : "all", opt->tasks, err);
-    if (!st) st = parse_count(a, "--per-task", 200, 1, &k, err);
-    if (!st) st = parse_count(a, "--max-length", 256, 16, &n, err);
-    if (!st) st = parse_count(a, "--seed", 0, 0, &seed, err);
-    if (!st) st = parse_count(a, "--max-file-bytes", 1 << 20, 1, &maxb, err);
+    ap_status st = ap_task_parse_list(cli_str(a, "--tasks"), opt->tasks, err);
     if (st) return st;
-    const char *compat = cli_get(a, "--compat");
-    if (compat && strcmp(compat, "reference") == 0) opt->compat = AP_COMPAT_REFERENCE;
-    else if (compat && strcmp(compat, "default") != 0)
-        return ap_fail(err, AP_ERR_ARG, "--compat: expected default or reference, got '%s'", compat);
-    opt->per_task = k;
-    opt->max_length = (size_t)n;
-    opt->seed = (uint64_t)seed;
-    opt->corpus.include = cli_get(a, "--include");
-    opt->corpus.exclude = cli_get(a, "--exclude");
-    opt->corpus.max_file_bytes = (size_t)maxb;
+    opt->compat = cli_choice(a, "--compat") == 1 ? AP_COMPAT_REFERENCE : AP_COMPAT_DEFAULT;
+    opt->per_task = cli_int(a, "--per-task");
+    opt->max_length = (size_t)cli_int(a, "--max-length");
+    opt->seed = (uint64_t)cli_int(a, "--seed");
+    opt->corpus.include = cli_str(a, "--include");
+    opt->corpus.exclude = cli_str(a, "--exclude");
+    opt->corpus.max_file_bytes = (size_t)cli_int(a, "--max-file-bytes");
     opt->progress = ap_log_get_level() >= AP_LOG_INFO;
     return AP_OK;
 }
@@ -104,7 +75,7 @@ static ap_status run(const cli_args *a, ap_error *err) {
     ap_mine_options opt;
     ap_status st = parse_options(a, &opt, err);
     if (st) return st;
-    const char *corpus = cli_get(a, "--corpus"), *tok_path = cli_get(a, "--tokenizer"), *out = cli_get(a, "--out");
+    const char *corpus = cli_str(a, "--corpus"), *tok_path = cli_str(a, "--tokenizer"), *out = cli_str(a, "--out");
     if (!ap_path_exists(corpus)) return ap_fail(err, AP_ERR_IO, "--corpus: %s does not exist", corpus);
     /* Fail before mining, not after it, when the output cannot be written. */
     const char *slash = strrchr(out, '/');
@@ -144,11 +115,18 @@ static ap_status run(const cli_args *a, ap_error *err) {
     return st;
 }
 
-int cmd_mine(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_spec, argc, argv, &a, &err);
-    if (r > 0) return 0;
-    if (r < 0 || run(&a, &err) != AP_OK) return cli_report(&err);
-    return 0;
-}
+static const cli_spec k_spec = {
+    .name = "mine",
+    .summary = "mine fill-in-the-middle scenarios from a Java corpus",
+    .description =
+        "Mine fill-in-the-middle scenarios from Java code: for each task, K files drawn in a seeded order, one target\n"
+        "per file drawn among its matches, and the model input <fim_prefix> prefix <fim_suffix> suffix <fim_middle>\n"
+        "of exactly N tokens. Tasks: identifiers string_literals boolean_literals numeric_literals function_call\n"
+        "function_name closing_bracket eol keywords mathematical_operators boolean_operators assignment_operators stop\n"
+        "random noise. The same arguments give byte-identical output.",
+    .docs = "docs/mining.md",
+    .flags = k_flags,
+    .run = run,
+};
+
+int cmd_mine(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }

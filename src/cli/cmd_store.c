@@ -10,70 +10,39 @@
 #include <string.h>
 
 static const cli_flag k_info_flags[] = {
-    {"--json", NULL, "print one JSON object instead of text", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_info = {
-    "apmae store info STORE.h5 [--json]",
-    "Summarise a pattern store: samples per task and correctness, the model, the pattern dtype, the size on disk "
-    "and the bytes per stored pattern against dense float32 N×N, whether it keeps patterns and/or AP-MAE "
-    "embeddings, the AP-MAE that made them, and how far its clustering run (apmae cluster) got.",
-    k_info_flags,
+    {"--json", CLI_SWITCH, NULL, "print one JSON object instead of text"},
+    {0},
 };
 
 static const cli_flag k_export_flags[] = {
-    {"--sample", "I", "sample index (0-based)", 0},
-    {"--scenario", "ID", "select the sample by scenario id instead of --sample", 0},
-    {"--layer", "L", "layer (0-based)", 1},
-    {"--head", "H", "head (0-based)", 1},
-    {"--out", "FILE", "x.png (viridis, log scale) or x.safetensors (pattern F32 [N,N], input_ids I64 [N])", 1},
-    {"--zoom", "Z", "PNG pixels per entry (default: enough for a ~512 px image)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_export = {
-    "apmae store export STORE.h5 (--sample I | --scenario ID) --layer L --head H --out x.png|x.safetensors",
-    "Export one attention pattern: as a PNG (lower triangle log-scaled like the AP-MAE scaler, viridis colour map, "
-    "upper triangle white) or as safetensors with tensors 'pattern' F32 [N,N] and 'input_ids' I64 [N].",
-    k_export_flags,
+    {"--sample", CLI_INT, "I", "sample index (0-based)", .range = "0.."},
+    {"--scenario", CLI_STRING, "ID", "select the sample by scenario id instead of --sample"},
+    {"--layer", CLI_INT, "L", "layer (0-based)", .range = "0..1048576", .required = 1},
+    {"--head", CLI_INT, "H", "head (0-based)", .range = "0..1048576", .required = 1},
+    {"--out", CLI_PATH, "FILE", "x.png (viridis, log scale) or x.safetensors (pattern F32 [N,N], input_ids I64 [N])",
+     .required = 1},
+    {"--zoom", CLI_INT, "Z", "PNG pixels per entry", .range = "1..64",
+     .def_note = "enough for a ~512 px image"},
+    {0},
 };
 
 static const cli_flag k_embed_flags[] = {
-    {"--model", "MAE_DIR", "AP-MAE checkpoint (config.json, model.safetensors); its max_length must be the store's N", 1},
-    {"--batch", "B", "patterns per AP-MAE batch (default 64)", 0},
-    {"--compat", "default|reference", "reference: the published code's encoding (docs/mae.md)", 0},
-    {"--commit-every", "K", "commit at least every K samples (default 64; also every 2 s)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_embed = {
-    "apmae store embed STORE.h5 --model MAE_DIR [--batch B] [--compat reference]",
-    "Encode every pattern of the store with the AP-MAE (its scaler, then the encoder: the cls slot and the mean of "
-    "the slots) into /embeddings/cls and /embeddings/mean [S, L, H, D]. Killed at any moment, the same command "
-    "continues after its last commit; on a store whose samples all have embeddings of this AP-MAE it does nothing "
-    "and says so. A store holds the embeddings of one AP-MAE only.",
-    k_embed_flags,
+    {"--model", CLI_PATH, "MAE_DIR", "AP-MAE checkpoint (config.json, model.safetensors); its max_length must be the "
+                                     "store's N", .required = 1},
+    {"--batch", CLI_INT, "B", "patterns per AP-MAE batch", .range = "1..65536", .def_note = "64"},
+    {"--compat", CLI_CHOICE, NULL, "reference: the published code's encoding (docs/mae.md)",
+     .choices = "default|reference", .def = "default"},
+    {"--commit-every", CLI_INT, "K", "commit at least every K samples, and every 2 s", .range = "1..1000000",
+     .def_note = "64"},
+    {0},
 };
 
 static const cli_flag k_merge_flags[] = {
-    {"--out", "STORE.h5", "the merged store to create", 1},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_merge = {
-    "apmae store merge --out STORE.h5 SHARD.h5...",
-    "Merge the shards of one sharded extraction (apmae extract --shard K/R, every K of R given once, each complete) "
-    "into one store, sample by sample in scenario order: the store one process would have written (under "
-    "--balance per-task:K only approximately: docs/store.md). The shards must "
-    "share model, N, dtype, options and embeddings; an error names the shard that does not.",
-    k_merge_flags,
+    {"--out", CLI_PATH, "STORE.h5", "the merged store to create", .required = 1},
+    {0},
 };
 
-static const cli_flag k_repair_flags[] = {{NULL, NULL, NULL, 0}};
-static const cli_spec k_repair = {
-    "apmae store repair STORE.h5",
-    "Roll a store back to its last commit when its writer was killed (STORE.h5-journal is then left non-empty), so "
-    "that tools other than apmae (h5py, h5dump) can read it. apmae itself reads such a store as of its last commit "
-    "without repairing, and its next writer repairs it anyway.",
-    k_repair_flags,
-};
+static const cli_flag k_no_flags[] = {{0}};
 
 typedef struct task_count {
     const char *task;
@@ -224,29 +193,19 @@ static void info_text(ap_store *s, const ap_store_size *sz, const task_count *tc
     printf("%-24s %9lld %9lld %9lld\n", "total", (long long)(c + w), (long long)c, (long long)w);
 }
 
-static int store_info(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_info, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    if (a.npositional != 1) {
-        ap_fail(&err, AP_ERR_ARG, "store info needs exactly one STORE.h5; see --help");
-        return cli_report(&err);
-    }
+static ap_status run_info(const cli_args *a, ap_error *err) {
     ap_store *s = NULL;
     ap_store_size sz;
     task_count *tc = NULL;
     size_t nt = 0;
-    if (ap_store_open(a.positional[0], AP_STORE_READ, &s, &err) != AP_OK || ap_store_size_of(s, &sz, &err) != AP_OK ||
-        count_tasks(s, &tc, &nt, &err) != AP_OK) {
-        ap_store_close(s, NULL);
-        return cli_report(&err);
-    }
-    if (cli_has(&a, "--json")) info_json(s, &sz, tc, nt);
-    else info_text(s, &sz, tc, nt);
+    ap_status st = ap_store_open(a->positional[0], AP_STORE_READ, &s, err);
+    if (!st) st = ap_store_size_of(s, &sz, err);
+    if (!st) st = count_tasks(s, &tc, &nt, err);
+    if (!st && cli_switch(a, "--json")) info_json(s, &sz, tc, nt);
+    else if (!st) info_text(s, &sz, tc, nt);
     free(tc);
     ap_store_close(s, NULL);
-    return 0;
+    return st;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -255,9 +214,11 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 static ap_status select_sample(ap_store *s, const cli_args *a, int64_t *i, ap_error *err) {
-    const char *sample = cli_get(a, "--sample"), *scenario = cli_get(a, "--scenario");
-    if (!!sample == !!scenario) return ap_fail(err, AP_ERR_ARG, "give exactly one of --sample I and --scenario ID");
-    if (sample) return ap_parse_i64(sample, "--sample", i, err);
+    const char *scenario = cli_str(a, "--scenario");
+    if (cli_has(a, "--sample") == !!scenario)
+        return ap_fail(err, AP_ERR_ARG, "give exactly one of --sample I and --scenario ID");
+    *i = cli_int(a, "--sample");
+    if (!scenario) return AP_OK;
     *i = ap_store_find(s, scenario);
     if (*i < 0) return ap_fail(err, AP_ERR_ARG, "--scenario: no scenario '%s' in %s", scenario, ap_store_path(s));
     return AP_OK;
@@ -287,132 +248,134 @@ static ap_status export_safetensors(ap_store *s, int64_t i, int layer, int head,
     return st;
 }
 
-static int store_export(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_export, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    if (a.npositional != 1) {
-        ap_fail(&err, AP_ERR_ARG, "store export needs exactly one STORE.h5; see --help");
-        return cli_report(&err);
-    }
-    const char *out = cli_get(&a, "--out");
+static ap_status run_export(const cli_args *a, ap_error *err) {
+    const char *out = cli_str(a, "--out");
     int png = ends_with(out, ".png");
-    if (!png && !ends_with(out, ".safetensors")) {
-        ap_fail(&err, AP_ERR_ARG, "--out %s: the name must end in .png or .safetensors", out);
-        return cli_report(&err);
-    }
-    int64_t layer = 0, head = 0, zoom = 0, i = 0;
-    if (ap_parse_i64(cli_get(&a, "--layer"), "--layer", &layer, &err) != AP_OK ||
-        ap_parse_i64(cli_get(&a, "--head"), "--head", &head, &err) != AP_OK ||
-        (cli_has(&a, "--zoom") && ap_parse_i64(cli_get(&a, "--zoom"), "--zoom", &zoom, &err) != AP_OK))
-        return cli_report(&err);
-    if (cli_has(&a, "--zoom") && (zoom < 1 || zoom > 64)) {
-        ap_fail(&err, AP_ERR_ARG, "--zoom %lld: must be 1..64", (long long)zoom);
-        return cli_report(&err);
-    }
-    if (layer < 0 || layer > 1 << 20 || head < 0 || head > 1 << 20) {
-        ap_fail(&err, AP_ERR_ARG, "--layer/--head must be non-negative");
-        return cli_report(&err);
-    }
+    if (!png && !ends_with(out, ".safetensors"))
+        return ap_fail(err, AP_ERR_ARG, "--out %s: the name must end in .png or .safetensors", out);
+    int layer = (int)cli_int(a, "--layer"), head = (int)cli_int(a, "--head"), zoom = (int)cli_int(a, "--zoom");
+    int64_t i = 0;
     ap_store *s = NULL;
     float *P = NULL;
-    ap_status st = ap_store_open(a.positional[0], AP_STORE_READ, &s, &err);
-    if (st == AP_OK) st = select_sample(s, &a, &i, &err);
+    ap_status st = ap_store_open(a->positional[0], AP_STORE_READ, &s, err);
+    if (st == AP_OK) st = select_sample(s, a, &i, err);
     int N = st == AP_OK ? ap_store_get_meta(s)->n_tokens : 0;
-    if (st == AP_OK && !(P = ap_malloc(sizeof *P * (size_t)N * N, &err))) st = AP_ERR_NOMEM;
-    if (st == AP_OK) st = ap_store_read_pattern(s, i, (int)layer, (int)head, P, &err);
-    if (st == AP_OK && png) st = ap_pattern_write_png(out, P, N, zoom ? (int)zoom : (N >= 512 ? 1 : (511 + N) / N), &err);
-    if (st == AP_OK && !png) st = export_safetensors(s, i, (int)layer, (int)head, P, out, &err);
+    if (st == AP_OK && !(P = ap_malloc(sizeof *P * (size_t)N * N, err))) st = AP_ERR_NOMEM;
+    if (st == AP_OK) st = ap_store_read_pattern(s, i, layer, head, P, err);
+    if (st == AP_OK && png) st = ap_pattern_write_png(out, P, N, zoom ? zoom : (N >= 512 ? 1 : (511 + N) / N), err);
+    if (st == AP_OK && !png) st = export_safetensors(s, i, layer, head, P, out, err);
     free(P);
     ap_store_close(s, NULL);
-    if (st != AP_OK) return cli_report(&err);
-    ap_info("wrote %s (sample %lld, layer %lld, head %lld)", out, (long long)i, (long long)layer, (long long)head);
-    return 0;
+    if (st == AP_OK) ap_info("wrote %s (sample %lld, layer %d, head %d)", out, (long long)i, layer, head);
+    return st;
 }
 
-static int store_repair(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_repair, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    if (a.npositional != 1) {
-        ap_fail(&err, AP_ERR_ARG, "store repair needs exactly one STORE.h5; see --help");
-        return cli_report(&err);
-    }
+static ap_status run_repair(const cli_args *a, ap_error *err) {
     ap_store *s = NULL;
-    if (ap_store_open(a.positional[0], AP_STORE_APPEND, &s, &err) != AP_OK) return cli_report(&err);
+    ap_status st = ap_store_open(a->positional[0], AP_STORE_APPEND, &s, err);
+    if (st) return st;
     int64_t n = ap_store_count(s);
-    if (ap_store_close(s, &err) != AP_OK) return cli_report(&err);
-    printf("%s: consistent, %lld samples\n", a.positional[0], (long long)n);
-    return 0;
+    if ((st = ap_store_close(s, err))) return st;
+    printf("%s: consistent, %lld samples\n", a->positional[0], (long long)n);
+    return AP_OK;
 }
 
-static int store_embed(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_embed, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    if (a.npositional != 1) {
-        ap_fail(&err, AP_ERR_ARG, "store embed needs exactly one STORE.h5; see --help");
-        return cli_report(&err);
-    }
-    ap_embed_options o = {.store_path = a.positional[0], .model_dir = cli_get(&a, "--model")};
-    int64_t v = 0;
-    if (cli_has(&a, "--batch")) {
-        if (ap_parse_i64(cli_get(&a, "--batch"), "--batch", &v, &err) != AP_OK) return cli_report(&err);
-        if (v < 1 || v > 65536) {
-            ap_fail(&err, AP_ERR_ARG, "--batch: %lld is out of range (1..65536)", (long long)v);
-            return cli_report(&err);
-        }
-        o.batch = (int)v;
-    }
-    if (cli_has(&a, "--commit-every")) {
-        if (ap_parse_i64(cli_get(&a, "--commit-every"), "--commit-every", &v, &err) != AP_OK) return cli_report(&err);
-        if (v < 1 || v > 1000000) {
-            ap_fail(&err, AP_ERR_ARG, "--commit-every: %lld is out of range", (long long)v);
-            return cli_report(&err);
-        }
-        o.commit_every = (int)v;
-    }
-    const char *compat = cli_get(&a, "--compat");
-    if (compat && strcmp(compat, "reference") != 0 && strcmp(compat, "default") != 0) {
-        ap_fail(&err, AP_ERR_ARG, "--compat: '%s' is not 'default' or 'reference'", compat);
-        return cli_report(&err);
-    }
-    o.compat_reference = compat && strcmp(compat, "reference") == 0;
+static ap_status run_embed(const cli_args *a, ap_error *err) {
+    ap_embed_options o = {.store_path = a->positional[0],
+                          .model_dir = cli_str(a, "--model"),
+                          .batch = (int)cli_int(a, "--batch"),
+                          .commit_every = (int)cli_int(a, "--commit-every"),
+                          .compat_reference = cli_choice(a, "--compat") == 1};
     ap_embed_report rep;
-    return ap_embed_store(&o, &rep, &err) != AP_OK ? cli_report(&err) : 0;
+    return ap_embed_store(&o, &rep, err);
 }
 
-static int store_merge(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_merge, argc, argv, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    if (a.npositional < 1) {
-        ap_fail(&err, AP_ERR_ARG, "store merge needs the shards to merge; see --help");
-        return cli_report(&err);
-    }
+static ap_status run_merge(const cli_args *a, ap_error *err) {
     int64_t n = 0;
-    const char *out = cli_get(&a, "--out");
-    if (ap_extract_merge(out, a.positional, (size_t)a.npositional, &n, &err) != AP_OK) return cli_report(&err);
-    ap_info("merged %d shards into %s: %lld samples", a.npositional, out, (long long)n);
-    return 0;
+    const char *out = cli_str(a, "--out");
+    ap_status st = ap_extract_merge(out, a->positional, (size_t)a->npositional, &n, err);
+    if (st == AP_OK) ap_info("merged %d shards into %s: %lld samples", a->npositional, out, (long long)n);
+    return st;
 }
+
+static const cli_spec k_info = {
+    .name = "store info",
+    .summary = "samples per task and correctness, model, dtype, size and bytes per pattern, embeddings",
+    .description =
+        "Summarise a pattern store: samples per task and correctness, the model, the pattern dtype, the size on\n"
+        "disk and the bytes per stored pattern against dense float32 N×N, whether it keeps patterns and/or\n"
+        "AP-MAE embeddings, the AP-MAE that made them, and how far its clustering run (apmae cluster) got.",
+    .docs = "docs/store.md",
+    .flags = k_info_flags,
+    .args = "STORE.h5",
+    .args_help = "the pattern store",
+    .nargs = 1,
+    .run = run_info,
+};
+
+static const cli_spec k_export = {
+    .name = "store export",
+    .summary = "one pattern as a PNG or as safetensors",
+    .usage = "apmae store export STORE.h5 (--sample I | --scenario ID) --layer L --head H --out x.png|x.safetensors",
+    .description =
+        "Export one attention pattern: as a PNG (lower triangle log-scaled like the AP-MAE scaler, viridis colour\n"
+        "map, upper triangle white) or as safetensors with tensors 'pattern' F32 [N,N] and 'input_ids' I64 [N].",
+    .docs = "docs/store.md",
+    .flags = k_export_flags,
+    .args = "STORE.h5",
+    .args_help = "the pattern store",
+    .nargs = 1,
+    .run = run_export,
+};
+
+static const cli_spec k_repair = {
+    .name = "store repair",
+    .summary = "roll back what a killed writer left uncommitted (for h5py readers)",
+    .description =
+        "Roll a store back to its last commit when its writer was killed (STORE.h5-journal is then left\n"
+        "non-empty), so that tools other than apmae (h5py, h5dump) can read it. apmae itself reads such a store\n"
+        "as of its last commit without repairing, and its next writer repairs it anyway.",
+    .docs = "docs/store.md",
+    .flags = k_no_flags,
+    .args = "STORE.h5",
+    .args_help = "the pattern store",
+    .nargs = 1,
+    .run = run_repair,
+};
+
+static const cli_spec k_embed = {
+    .name = "store embed",
+    .summary = "encode every pattern with an AP-MAE into /embeddings (resumable)",
+    .description =
+        "Encode every pattern of the store with the AP-MAE (its scaler, then the encoder: the cls slot and the\n"
+        "mean of the slots) into /embeddings/cls and /embeddings/mean [S, L, H, D]. Killed at any moment, the\n"
+        "same command continues after its last commit; on a store whose samples all have embeddings of this\n"
+        "AP-MAE it does nothing and says so. A store holds the embeddings of one AP-MAE only.",
+    .docs = "docs/store.md",
+    .flags = k_embed_flags,
+    .args = "STORE.h5",
+    .args_help = "the pattern store",
+    .nargs = 1,
+    .run = run_embed,
+};
+
+static const cli_spec k_merge = {
+    .name = "store merge",
+    .summary = "merge the shards of a sharded extraction into one store",
+    .description =
+        "Merge the shards of one sharded extraction (apmae extract --shard K/R, every K of R given once, each\n"
+        "complete) into one store, sample by sample in scenario order: the store one process would have\n"
+        "written (under --balance per-task:K only approximately). The shards must share model, N, dtype,\n"
+        "options and embeddings; an error names the shard that does not.",
+    .docs = "docs/store.md",
+    .flags = k_merge_flags,
+    .args = "SHARD.h5...",
+    .args_help = "the shards to merge",
+    .nargs = -1,
+    .run = run_merge,
+};
 
 int cmd_store(int argc, char **argv) {
-    if (argc >= 1 && strcmp(argv[0], "info") == 0) return store_info(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "embed") == 0) return store_embed(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "merge") == 0) return store_merge(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "repair") == 0) return store_repair(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "export") == 0) return store_export(argc - 1, argv + 1);
-    FILE *o = argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) ? stdout : stderr;
-    fprintf(o, "usage: apmae store info|export|repair|embed|merge ...  (apmae store info --help, ...)\n\n"
-               "  info    samples per task and correctness, model, dtype, size and bytes per pattern, embeddings\n"
-               "  export  one pattern as a PNG or as safetensors\n"
-               "  repair  roll back what a killed writer left uncommitted (for h5py readers)\n"
-               "  embed   encode every pattern with an AP-MAE into /embeddings (resumable)\n"
-               "  merge   merge the shards of a sharded extraction into one store\n");
-    return o == stdout ? 0 : 2;
+    static const cli_spec *const subs[] = {&k_info, &k_export, &k_repair, &k_embed, &k_merge};
+    return cli_run_group("store", subs, sizeof subs / sizeof *subs, argc, argv);
 }

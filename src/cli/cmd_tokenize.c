@@ -7,28 +7,13 @@
 #include <string.h>
 
 static const cli_flag k_flags[] = {
-    {"--tokenizer", "PATH", "tokenizer.json, or a model directory holding one", 1},
-    {"--text", "STR", "encode this text", 0},
-    {"--file", "F", "encode the bytes of file F (invalid UTF-8 becomes U+FFFD first, as in HF)", 0},
-    {"--jsonl", "F", "batch: F has one JSON value per line (a string to encode, or with --decode an id array)", 0},
-    {"--decode", NULL, "decode instead of encode: ids from --ids or --jsonl", 0},
-    {"--ids", "I,J,...", "ids to decode (with --decode)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_spec = {
-    "apmae tokenize --tokenizer PATH (--text STR | --file F | --jsonl F)\n"
-    "       apmae tokenize --tokenizer PATH --decode (--ids I,J,... | --jsonl F)",
-    "Encode text to token ids, or decode ids to text, exactly as Hugging Face `tokenizers` does with a\n"
-    "byte-level BPE tokenizer.json (StarCoder2, GPT-2). Added/special tokens in the text are recognised.\n"
-    "\n"
-    "Output on stdout:\n"
-    "  encode        the ids as one JSON array and a newline, e.g. [1,2,3] (empty text: [])\n"
-    "  --decode      the decoded bytes, then one newline; the bytes are raw: a sequence cut inside a\n"
-    "                UTF-8 character is not replaced (HF would print U+FFFD there)\n"
-    "  --jsonl       one output line per input line: a JSON array of ids when encoding, a JSON string\n"
-    "                (invalid UTF-8 replaced by U+FFFD, as HF decode) when decoding; empty lines skipped.\n"
-    "                Throughput goes to stderr.",
-    k_flags,
+    {"--tokenizer", CLI_PATH, "PATH", "tokenizer.json, or a model directory holding one", .required = 1},
+    {"--text", CLI_STRING, "STR", "encode this text"},
+    {"--file", CLI_PATH, "F", "encode the bytes of file F (invalid UTF-8 becomes U+FFFD first, as in HF)"},
+    {"--jsonl", CLI_PATH, "F", "batch: F has one JSON value per line (a string to encode, or with --decode an id array)"},
+    {"--decode", CLI_SWITCH, NULL, "decode instead of encode: ids from --ids or --jsonl"},
+    {"--ids", CLI_INT_LIST, NULL, "ids to decode (with --decode)"},
+    {0},
 };
 
 static ap_status print_ids(ap_buf *out, const int32_t *ids, size_t n, ap_error *err) {
@@ -86,27 +71,6 @@ static ap_status ids_from_json(const cJSON *arr, const char *where, int32_t **id
         (*ids)[i] = (int32_t)e->valuedouble;
     }
     return AP_OK;
-}
-
-static ap_status parse_ids_flag(const char *s, int32_t **ids, size_t *n, ap_error *err) {
-    int64_t *v;
-    ap_status st = ap_parse_i64_list(s, "--ids", &v, n, err);
-    if (st) return st;
-    *ids = ap_malloc(*n * sizeof **ids, err);
-    for (size_t i = 0; *ids && i < *n; i++) {
-        if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
-            st = ap_fail(err, AP_ERR_RANGE, "--ids: id %lld is out of range", (long long)v[i]);
-            break;
-        }
-        (*ids)[i] = (int32_t)v[i];
-    }
-    free(v);
-    if (!*ids) return AP_ERR_NOMEM;
-    if (st) {
-        free(*ids);
-        *ids = NULL;
-    }
-    return st;
 }
 
 static ap_status encode_one(const ap_tokenizer *tok, const char *text, size_t len, ap_buf *out, ap_error *err) {
@@ -184,10 +148,8 @@ static ap_status run_jsonl(const ap_tokenizer *tok, const char *path, int decode
 }
 
 static ap_status run(const cli_args *a, ap_error *err) {
-    const char *text = cli_get(a, "--text"), *file = cli_get(a, "--file"), *jsonl = cli_get(a, "--jsonl");
-    const char *ids_arg = cli_get(a, "--ids");
-    int decode = cli_has(a, "--decode");
-    if (a->npositional) return ap_fail(err, AP_ERR_ARG, "unexpected argument '%s'; see --help", a->positional[0]);
+    const char *text = cli_str(a, "--text"), *file = cli_str(a, "--file"), *jsonl = cli_str(a, "--jsonl");
+    int decode = cli_switch(a, "--decode"), ids_arg = cli_has(a, "--ids");
     if (decode && (text || file))
         return ap_fail(err, AP_ERR_ARG, "--decode takes --ids or --jsonl, not --text or --file");
     if (decode && !!ids_arg + !!jsonl != 1)
@@ -199,7 +161,7 @@ static ap_status run(const cli_args *a, ap_error *err) {
 
     ap_tokenizer *tok;
     double t0 = ap_now();
-    ap_status st = ap_tokenizer_load(cli_get(a, "--tokenizer"), &tok, err);
+    ap_status st = ap_tokenizer_load(cli_str(a, "--tokenizer"), &tok, err);
     if (st) return st;
     ap_debug("tokenizer loaded in %.1f ms (%zu ids)", 1e3 * (ap_now() - t0), ap_tokenizer_vocab_size(tok));
 
@@ -209,7 +171,7 @@ static ap_status run(const cli_args *a, ap_error *err) {
     } else if (decode) {
         int32_t *ids;
         size_t n;
-        st = parse_ids_flag(ids_arg, &ids, &n, err);
+        st = cli_int32s(a, "--ids", &ids, &n, err);
         if (!st) {
             st = decode_one(tok, ids, n, 0, &out, err);
             free(ids);
@@ -231,11 +193,25 @@ static ap_status run(const cli_args *a, ap_error *err) {
     return st;
 }
 
-int cmd_tokenize(int argc, char **argv) {
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_spec, argc, argv, &a, &err);
-    if (r > 0) return 0;
-    if (r < 0) return cli_report(&err);
-    return run(&a, &err) ? cli_report(&err) : 0;
-}
+static const cli_spec k_spec = {
+    .name = "tokenize",
+    .summary = "encode text to token ids, or decode ids to text",
+    .usage = "apmae tokenize --tokenizer PATH (--text STR | --file F | --jsonl F)\n"
+             "       apmae tokenize --tokenizer PATH --decode (--ids I,J,... | --jsonl F)",
+    .description =
+        "Encode text to token ids, or decode ids to text, exactly as Hugging Face `tokenizers` does with a\n"
+        "byte-level BPE tokenizer.json (StarCoder2, GPT-2). Added/special tokens in the text are recognised.\n"
+        "\n"
+        "Output on stdout:\n"
+        "  encode        the ids as one JSON array and a newline, e.g. [1,2,3] (empty text: [])\n"
+        "  --decode      the decoded bytes, then one newline; the bytes are raw: a sequence cut inside a\n"
+        "                UTF-8 character is not replaced (HF would print U+FFFD there)\n"
+        "  --jsonl       one output line per input line: a JSON array of ids when encoding, a JSON string\n"
+        "                (invalid UTF-8 replaced by U+FFFD, as HF decode) when decoding; empty lines skipped.\n"
+        "                Throughput goes to stderr.",
+    .docs = "docs/lm.md",
+    .flags = k_flags,
+    .run = run,
+};
+
+int cmd_tokenize(int argc, char **argv) { return cli_run(&k_spec, argc, argv); }

@@ -7,21 +7,14 @@
 #include <string.h>
 
 static const cli_flag k_train_flags[] = {
-    {"--corpus", "PATH", "Java corpus: directory, .zip/.tar archive or JSONL with a `content` field", 1},
-    {"--vocab-size", "V", "ids in total: 38 special tokens + 256 bytes + merges (e.g. 8192)", 1},
-    {"--out", "F", "the tokenizer.json to write", 1},
-    {"--include", "GLOBS", "only corpus paths matching one of these comma-separated globs", 0},
-    {"--exclude", "GLOBS", "skip corpus paths matching one of these globs", 0},
-    {"--min-frequency", "N", "never merge a pair seen fewer than N times (default 2)", 0},
-    {NULL, NULL, NULL, 0},
-};
-static const cli_spec k_train_spec = {
-    "apmae tokenizer train --corpus PATH --vocab-size V --out tokenizer.json [--include G] [--exclude G]",
-    "Train a byte-level BPE tokenizer with StarCoder2's pre-tokenization (individual digits, GPT-2 split)\n"
-    "and special tokens (ids 0-37: <|endoftext|>, <fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>, ...),\n"
-    "then the 256 bytes, then the merges, most frequent pair first (ties: smaller ids). Writes a Hugging\n"
-    "Face tokenizer.json; prints a JSON summary on stdout.",
-    k_train_flags,
+    {"--corpus", CLI_PATH, "PATH", "Java corpus: directory, .zip/.tar archive or JSONL with a `content` field", .required = 1},
+    {"--vocab-size", CLI_INT, "V", "ids in total: 38 special tokens + 256 bytes + merges (e.g. 8192)", .range = "1..16777216",
+     .required = 1},
+    {"--out", CLI_PATH, "F", "the tokenizer.json to write", .required = 1},
+    {"--include", CLI_STRING, "GLOBS", "only corpus paths matching one of these comma-separated globs"},
+    {"--exclude", CLI_STRING, "GLOBS", "skip corpus paths matching one of these globs"},
+    {"--min-frequency", CLI_INT, "N", "never merge a pair seen fewer than N times", .def = "2", .range = "1.."},
+    {0},
 };
 
 /* Files are copied into batches of about this size and pre-tokenized in parallel. */
@@ -63,16 +56,10 @@ static ap_status batch_feed(ap_bpe_trainer *t, batch *b, ap_error *err) {
 }
 
 static ap_status run_train(const cli_args *a, ap_error *err) {
-    int64_t vocab, min_freq = 2;
+    int64_t vocab = cli_int(a, "--vocab-size"), min_freq = cli_int(a, "--min-frequency");
+    ap_corpus_options copt = {.include = cli_str(a, "--include"), .exclude = cli_str(a, "--exclude")};
+    const char *path = cli_str(a, "--corpus"), *out = cli_str(a, "--out");
     ap_status st;
-    if ((st = ap_parse_i64(cli_get(a, "--vocab-size"), "--vocab-size", &vocab, err))) return st;
-    if (cli_has(a, "--min-frequency") &&
-        (st = ap_parse_i64(cli_get(a, "--min-frequency"), "--min-frequency", &min_freq, err)))
-        return st;
-    if (vocab < 1 || vocab > 1 << 24)
-        return ap_fail(err, AP_ERR_ARG, "--vocab-size %lld is out of range", (long long)vocab);
-    ap_corpus_options copt = {.include = cli_get(a, "--include"), .exclude = cli_get(a, "--exclude")};
-    const char *path = cli_get(a, "--corpus"), *out = cli_get(a, "--out");
     ap_bpe_trainer *t = NULL;
     ap_corpus *c = NULL;
     batch b = {0};
@@ -127,20 +114,20 @@ done:
     return st;
 }
 
+static const cli_spec k_train_spec = {
+    .name = "tokenizer train",
+    .summary = "train a StarCoder2-style byte-level BPE tokenizer on a corpus",
+    .description =
+        "Train a byte-level BPE tokenizer with StarCoder2's pre-tokenization (individual digits, GPT-2 split)\n"
+        "and special tokens (ids 0-37: <|endoftext|>, <fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>, ...),\n"
+        "then the 256 bytes, then the merges, most frequent pair first (ties: smaller ids). Writes a Hugging\n"
+        "Face tokenizer.json; prints a JSON summary on stdout.",
+    .docs = "docs/training.md",
+    .flags = k_train_flags,
+    .run = run_train,
+};
+
 int cmd_tokenizer(int argc, char **argv) {
-    if (argc < 1 || strcmp(argv[0], "--help") == 0) {
-        FILE *out = argc < 1 ? stderr : stdout;
-        fprintf(out, "usage: apmae tokenizer SUBCOMMAND [flags]\n\n  train    %s\n",
-                "train a StarCoder2-style byte-level BPE tokenizer on a corpus");
-        return argc < 1 ? 2 : 0;
-    }
-    if (strcmp(argv[0], "train") != 0) {
-        fprintf(stderr, "apmae: error: unknown 'tokenizer' subcommand '%s'; see 'apmae tokenizer --help'\n", argv[0]);
-        return 2;
-    }
-    cli_args a;
-    ap_error err = {0};
-    int r = cli_parse(&k_train_spec, argc - 1, argv + 1, &a, &err);
-    if (r != 0) return r > 0 ? 0 : cli_report(&err);
-    return run_train(&a, &err) ? cli_report(&err) : 0;
+    static const cli_spec *const subs[] = {&k_train_spec};
+    return cli_run_group("tokenizer", subs, 1, argc, argv);
 }

@@ -1,4 +1,5 @@
-/* apmae VERB ...: dispatch to the verbs. */
+/* apmae VERB ...: the global flags, then dispatch to the verbs. A new verb
+ * is a flag table and a function in cmd_<verb>.c (cli.h) and a line here. */
 #include "cli.h"
 
 #include <stdlib.h>
