@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apmae/classify.h"
 #include "apmae/mae_train.h"
 #include "apmae/study.h"
 #include "internal.h"
@@ -100,26 +101,27 @@ void rp_section_lm_accuracy(rp_out *o, const rp_study *s) {
     int n = cJSON_GetArraySize(tasks);
     const char **cats = calloc((size_t)n + 1, sizeof *cats);
     char (*names)[64] = calloc((size_t)n + 1, sizeof *names);
-    double *acc = calloc((size_t)n + 1, sizeof *acc);
+    double *acc = calloc(3 * ((size_t)n + 1), sizeof *acc), *lo = acc + n + 1, *hi = lo + n + 1;
     if (!cats || !names || !acc) {
         o->st = ap_fail(o->err, AP_ERR_NOMEM, "out of memory");
     } else {
-        int i = 0;
-        for (const cJSON *t = tasks->child; t; t = t->next, i++) {
-            snprintf(names[i], sizeof names[i], "%s (%.0f)", t->string, num(t, "n"));
+        const cJSON *all = cJSON_GetObjectItemCaseSensitive(sc, "overall"), *t = tasks->child;
+        for (int i = 0; i <= n; i++, t = t ? t->next : NULL) {
+            const cJSON *row = i < n ? t : all;
+            snprintf(names[i], sizeof names[i], "%s (%.0f)", i < n ? t->string : "all tasks", num(row, "n"));
             cats[i] = names[i];
-            acc[i] = 100 * num(t, "accuracy");
+            acc[i] = 100 * num(row, "accuracy");
+            ap_wilson_interval((int64_t)num(row, "correct"), (int64_t)num(row, "n"), &lo[i], &hi[i]);
+            lo[i] *= 100, hi[i] *= 100;
         }
-        const cJSON *all = cJSON_GetObjectItemCaseSensitive(sc, "overall");
-        snprintf(names[n], sizeof names[n], "all tasks (%.0f)", num(all, "n"));
-        cats[n] = names[n];
-        acc[n] = 100 * num(all, "accuracy");
         rp_printf(o, "<p>First-token accuracy of the model on every labelled scenario mined (%.0f; the noise task "
                   "has no label): the argmax of the logits at the last position equals the first token of the "
-                  "cut-out target. In brackets: scenarios per task.</p>\n", num(all, "n"));
+                  "cut-out target. In brackets: scenarios per task; whiskers: 95%% Wilson intervals.</p>\n",
+                  num(all, "n"));
         rp_bar_chart c = {.title = "LM first-token accuracy per task",
                           .value = {.label = "accuracy (% of the task's scenarios)", .lo = 0, .hi = 100},
-                          .categories = cats, .ncat = (size_t)n + 1, .nseries = 1, .v = acc, .reference = NAN};
+                          .categories = cats, .ncat = (size_t)n + 1, .nseries = 1, .v = acc, .lo = lo, .hi = hi,
+                          .reference = NAN};
         rp_svg_bar_chart(o, &c);
     }
     if (s->store) {
