@@ -1,8 +1,9 @@
-/* Gradient checks of StarCoder2 training (src/lm/train_net.inc): every layer
- * kernel and the whole model's loss, in double precision (the _d
- * instantiation, the same source as the float code training runs), against
- * central finite differences (five-point stencil); then the float backward
- * against the double one.
+/* Gradient checks of StarCoder2 training (src/lm/train_net.inc): RoPE, the
+ * head with its cross-entropy and the whole model's loss, in double precision
+ * (the _d instantiation, the same source as the float code training runs),
+ * against central finite differences (five-point stencil); then the float
+ * backward against the double one. The shared kernels' own checks are in
+ * test_nn_grad.c.
  *
  * Error measure: |analytic - numeric| / max(|numeric|, 1e-3 · max|numeric|
  * over the tensor), so near-zero entries of a tensor are judged on the scale
@@ -13,7 +14,6 @@
 #include "lm/train_internal.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,80 +23,6 @@
 static ap_rng g_rng;
 
 
-static void check(const char *what, const double *analytic, const double *numeric, size_t n) {
-    double e = tu_grad_err(analytic, numeric, n);
-    print_message("  %-34s worst rel err %.2e\n", what, e);
-    assert_true(e < TOL);
-}
-
-/* ---- LayerNorm ------------------------------------------------------------------ */
-
-typedef struct {
-    int n, C;
-    double *x, *w, *b, *dout, *out, *mean, *rstd;
-} ln_ctx;
-
-static double ln_loss(void *p) {
-    ln_ctx *c = p;
-    lmt_layernorm_fwd_d(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, 1e-5);
-    return tu_dot(c->out, c->dout, (size_t)c->n * c->C);
-}
-
-static void test_layernorm(void **state) {
-    (void)state;
-    ln_ctx c = {.n = 3, .C = 37}; /* C over two column blocks */
-    size_t nx = (size_t)c.n * c.C;
-    c.x = tu_dalloc(nx), c.w = tu_dalloc(c.C), c.b = tu_dalloc(c.C), c.dout = tu_dalloc(nx), c.out = tu_dalloc(nx);
-    c.mean = tu_dalloc(c.n), c.rstd = tu_dalloc(c.n);
-    tu_fill(&g_rng, c.x, nx, 2), tu_fill(&g_rng, c.w, c.C, 1.5), tu_fill(&g_rng, c.b, c.C, 1), tu_fill(&g_rng, c.dout, nx, 1);
-    double *dx = tu_dalloc(nx), *dw = tu_dalloc(c.C), *db = tu_dalloc(c.C), *num = tu_dalloc(nx);
-    ln_loss(&c);
-    lmt_layernorm_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.mean, c.rstd, c.n, c.C);
-    tu_numeric_grad(ln_loss, &c, c.x, nx, H_STEP, num);
-    check("layernorm d input", dx, num, nx);
-    tu_numeric_grad(ln_loss, &c, c.w, c.C, H_STEP, num);
-    check("layernorm d weight", dw, num, c.C);
-    tu_numeric_grad(ln_loss, &c, c.b, c.C, H_STEP, num);
-    check("layernorm d bias", db, num, c.C);
-    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.mean), free(c.rstd);
-    free(dx), free(dw), free(db), free(num);
-}
-
-/* ---- Linear ------------------------------------------------------------------------ */
-
-typedef struct {
-    int n, cin, cout;
-    double *x, *w, *b, *dout, *out;
-} lin_ctx;
-
-static double lin_loss(void *p) {
-    lin_ctx *c = p;
-    lmt_linear_fwd_d(c->out, c->x, c->w, c->b, c->n, c->cin, c->cout);
-    return tu_dot(c->out, c->dout, (size_t)c->n * c->cout);
-}
-
-static void test_linear(void **state) {
-    (void)state;
-    lin_ctx c = {.n = 4, .cin = 6, .cout = 19};
-    size_t nx = (size_t)c.n * c.cin, nw = (size_t)c.cout * c.cin, ny = (size_t)c.n * c.cout;
-    c.x = tu_dalloc(nx), c.w = tu_dalloc(nw), c.b = tu_dalloc(c.cout), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny);
-    tu_fill(&g_rng, c.x, nx, 1), tu_fill(&g_rng, c.w, nw, 1), tu_fill(&g_rng, c.b, c.cout, 1), tu_fill(&g_rng, c.dout, ny, 1);
-    double *dx = tu_dalloc(nx), *dw = tu_dalloc(nw), *db = tu_dalloc(c.cout), *num = tu_dalloc(nw);
-    tu_fill(&g_rng, dx, nx, 1); /* overwritten (accumulate = 0) */
-    lmt_linear_bwd_d(dx, 0, dw, db, c.dout, c.x, c.w, c.n, c.cin, c.cout);
-    tu_numeric_grad(lin_loss, &c, c.x, nx, H_STEP, num);
-    check("linear d input", dx, num, nx);
-    tu_numeric_grad(lin_loss, &c, c.w, nw, H_STEP, num);
-    check("linear d weight", dw, num, nw);
-    tu_numeric_grad(lin_loss, &c, c.b, c.cout, H_STEP, num);
-    check("linear d bias", db, num, c.cout);
-    /* accumulate = 1 adds to what is there */
-    double *acc = tu_dalloc(nx);
-    for (size_t i = 0; i < nx; i++) acc[i] = 1.0;
-    lmt_linear_bwd_d(acc, 1, NULL, NULL, c.dout, c.x, c.w, c.n, c.cin, c.cout);
-    for (size_t i = 0; i < nx; i++) assert_true(fabs(acc[i] - 1.0 - dx[i]) < 1e-12);
-    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(dx), free(dw), free(db), free(num), free(acc);
-}
 
 /* ---- RoPE ----------------------------------------------------------------------------- */
 
@@ -126,121 +52,8 @@ static void test_rope(void **state) {
     memcpy(dx, c.dout, m * sizeof *dx);
     lmt_rope_bwd_d(dx, c.n, c.T, c.nh, c.hd, c.cos_t, c.sin_t);
     tu_numeric_grad(rope_loss, &c, c.x, m, H_STEP, num);
-    check("rope d input", dx, num, m);
+    tu_check_grad("rope d input", dx, num, m, TOL);
     free(c.x), free(c.y), free(c.dout), free(c.cos_t), free(c.sin_t), free(dx), free(num);
-}
-
-/* ---- attention ---------------------------------------------------------------------------- */
-
-typedef struct {
-    int B, T, H, KV, hd, window;
-    double *q, *k, *v, *dout, *out, *att;
-} att_ctx;
-
-static double att_loss(void *p) {
-    att_ctx *c = p;
-    lmt_attention_fwd_d(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->KV, c->hd, c->window);
-    return tu_dot(c->out, c->dout, (size_t)c->B * c->T * c->H * c->hd);
-}
-
-static void attention_case(int B, int T, int H, int KV, int window) {
-    att_ctx c = {.B = B, .T = T, .H = H, .KV = KV, .hd = 4, .window = window};
-    size_t nq = (size_t)c.B * c.T * c.H * c.hd, nk = (size_t)c.B * c.T * c.KV * c.hd;
-    size_t na = (size_t)c.B * c.H * c.T * c.T;
-    c.q = tu_dalloc(nq), c.k = tu_dalloc(nk), c.v = tu_dalloc(nk), c.dout = tu_dalloc(nq), c.out = tu_dalloc(nq);
-    c.att = tu_dalloc(na);
-    tu_fill(&g_rng, c.q, nq, 1.5), tu_fill(&g_rng, c.k, nk, 1.5), tu_fill(&g_rng, c.v, nk, 1), tu_fill(&g_rng, c.dout, nq, 1);
-    double *dq = tu_dalloc(nq), *dk = tu_dalloc(nk), *dv = tu_dalloc(nk), *num = tu_dalloc(nq);
-    double *scratch = tu_dalloc((size_t)omp_get_max_threads() * c.T * c.T);
-    att_loss(&c);
-    /* masked probabilities are exactly 0: the causal mask and the window */
-    for (int bh = 0; bh < c.B * c.H; bh++)
-        for (int i = 0; i < c.T; i++)
-            for (int j = 0; j < c.T; j++) {
-                double p = c.att[((size_t)bh * c.T + i) * c.T + j];
-                int visible = j <= i && (window <= 0 || i - j < window);
-                assert_true(visible ? p > 0 : p == 0);
-            }
-    tu_fill(&g_rng, dk, nk, 1), tu_fill(&g_rng, dv, nk, 1); /* overwritten */
-    lmt_attention_bwd_d(dq, dk, dv, scratch, c.dout, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.KV, c.hd, window);
-    char what[64];
-    tu_numeric_grad(att_loss, &c, c.q, nq, H_STEP, num);
-    snprintf(what, sizeof what, "attention d q (T %d, window %d)", T, window);
-    check(what, dq, num, nq);
-    tu_numeric_grad(att_loss, &c, c.k, nk, H_STEP, num);
-    snprintf(what, sizeof what, "attention d k (T %d, window %d)", T, window);
-    check(what, dk, num, nk);
-    tu_numeric_grad(att_loss, &c, c.v, nk, H_STEP, num);
-    snprintf(what, sizeof what, "attention d v (T %d, window %d)", T, window);
-    check(what, dv, num, nk);
-    free(c.q), free(c.k), free(c.v), free(c.dout), free(c.out), free(c.att);
-    free(dq), free(dk), free(dv), free(num), free(scratch);
-}
-
-static void test_attention(void **state) {
-    (void)state;
-    attention_case(2, 6, 4, 2, 0);
-    attention_case(2, 6, 4, 2, 3);
-    /* over two query blocks (ATT_BLOCK 64), with a window reaching across them */
-    attention_case(1, 80, 2, 1, 0);
-    attention_case(1, 80, 2, 1, 50);
-}
-
-/* ---- GELU and embedding ----------------------------------------------------------------------- */
-
-typedef struct {
-    size_t n;
-    double *x, *y, *dout;
-} gelu_ctx;
-
-static double gelu_loss(void *p) {
-    gelu_ctx *c = p;
-    lmt_gelu_fwd_d(c->y, c->x, c->n);
-    return tu_dot(c->y, c->dout, c->n);
-}
-
-static void test_gelu(void **state) {
-    (void)state;
-    gelu_ctx c = {.n = 64};
-    c.x = tu_dalloc(c.n), c.y = tu_dalloc(c.n), c.dout = tu_dalloc(c.n);
-    tu_fill(&g_rng, c.x, c.n, 5), tu_fill(&g_rng, c.dout, c.n, 1);
-    double *dx = tu_dalloc(c.n), *num = tu_dalloc(c.n);
-    lmt_gelu_bwd_d(dx, c.x, c.dout, c.n);
-    tu_numeric_grad(gelu_loss, &c, c.x, c.n, H_STEP, num);
-    check("gelu_tanh d input", dx, num, c.n);
-    /* the tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    gelu_loss(&c);
-    for (size_t i = 0; i < c.n; i++) {
-        double x = c.x[i], ref = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-        assert_true(fabs(c.y[i] - ref) < 1e-12);
-    }
-    free(c.x), free(c.y), free(c.dout), free(dx), free(num);
-}
-
-typedef struct {
-    int n, V, D;
-    const int32_t *ids;
-    double *E, *y, *dout;
-} emb_ctx;
-
-static double emb_loss(void *p) {
-    emb_ctx *c = p;
-    lmt_embed_fwd_d(c->y, c->ids, c->E, c->n, c->D);
-    return tu_dot(c->y, c->dout, (size_t)c->n * c->D);
-}
-
-static void test_embedding(void **state) {
-    (void)state;
-    static const int32_t ids[] = {3, 0, 3, 5, 1, 3};
-    emb_ctx c = {.n = 6, .V = 7, .D = 20, .ids = ids};
-    size_t ne = (size_t)c.V * c.D, ny = (size_t)c.n * c.D;
-    c.E = tu_dalloc(ne), c.y = tu_dalloc(ny), c.dout = tu_dalloc(ny);
-    tu_fill(&g_rng, c.E, ne, 1), tu_fill(&g_rng, c.dout, ny, 1);
-    double *dE = tu_dalloc(ne), *num = tu_dalloc(ne);
-    lmt_embed_bwd_d(dE, ids, c.dout, c.n, c.D);
-    tu_numeric_grad(emb_loss, &c, c.E, ne, H_STEP, num);
-    check("embedding d weight", dE, num, ne);
-    free(c.E), free(c.y), free(c.dout), free(dE), free(num);
 }
 
 /* ---- a tiny model ---------------------------------------------------------------------------------- */
@@ -378,10 +191,10 @@ static void test_head(void **state) {
     }
     double *num_l = tu_dalloc(n * D);
     tu_numeric_grad(head_loss, &m, lnf, n * D, H_STEP, num_l);
-    check("head+cross-entropy d final norm", dl, num_l, n * D);
+    tu_check_grad("head+cross-entropy d final norm", dl, num_l, n * D, TOL);
     size_t off = m.L.head, nw = (size_t)cfg.vocab_size * D;
     tu_numeric_grad(head_loss, &m, m.P + off, nw, H_STEP, num);
-    check("head+cross-entropy d weight", m.G + off, num, nw);
+    tu_check_grad("head+cross-entropy d weight", m.G + off, num, nw, TOL);
     assert_true(loss > 0);
     free(dl), free(num), free(num_l), free(logits);
     net_free(&m);
@@ -412,11 +225,11 @@ static void test_head_row_weights(void **state) {
     double *dl = tu_dalloc(n * D), *num = tu_dalloc(n * D);
     memcpy(dl, m.A + m.pl.d_lnf, n * D * sizeof *dl);
     tu_numeric_grad(weighted_head_loss, &m, m.A + m.pl.lnf, n * D, H_STEP, num);
-    check("weighted rows d final norm", dl, num, n * D);
+    tu_check_grad("weighted rows d final norm", dl, num, n * D, TOL);
     size_t off = m.L.head, nw = (size_t)cfg.vocab_size * D;
     double *numw = tu_dalloc(nw);
     tu_numeric_grad(weighted_head_loss, &m, m.P + off, nw, H_STEP, numw);
-    check("weighted rows d weight", m.G + off, numw, nw);
+    tu_check_grad("weighted rows d weight", m.G + off, numw, nw, TOL);
     free(dl), free(num), free(numw);
     net_free(&m);
 }
@@ -459,9 +272,9 @@ static void test_float_matches_double(void **state) {
 int main(void) {
     ap_rng_seed(&g_rng, 12345);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layernorm), cmocka_unit_test(test_linear),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_gelu),      cmocka_unit_test(test_embedding),
-        cmocka_unit_test(test_head), cmocka_unit_test(test_head_row_weights), cmocka_unit_test(test_model),     cmocka_unit_test(test_float_matches_double),
+        cmocka_unit_test(test_rope),  cmocka_unit_test(test_head),
+        cmocka_unit_test(test_head_row_weights), cmocka_unit_test(test_model),
+        cmocka_unit_test(test_float_matches_double),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

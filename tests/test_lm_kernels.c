@@ -1,4 +1,5 @@
-/* The LM's float32 kernels against straightforward double-precision versions. */
+/* The LM's own float32 inference kernels against straightforward
+ * double-precision versions (the shared ones: test_nn_kernels.c). */
 #include "testutil.h"
 
 #include <math.h>
@@ -12,56 +13,6 @@ static float frand(uint64_t *s) {
     return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
-static void test_fast_expf(void **state) {
-    (void)state;
-    double worst = 0;
-    for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {
-        double want = exp((double)x), got = lm_fast_expf(x);
-        double rel = fabs(got - want) / want;
-        if (rel > worst) worst = rel;
-    }
-    /* float32 has 6e-8 relative precision: 2-3 ulp at most */
-    assert_true(worst < 2.5e-7);
-    assert_true(lm_fast_expf(-100.0f) == 0.0f);
-    assert_true(lm_fast_expf(0.0f) == 1.0f);
-    assert_true(isfinite(lm_fast_expf(1000.0f)));
-}
-
-static void test_gelu_tanh(void **state) {
-    (void)state;
-    float x[2001];
-    for (int i = 0; i < 2001; i++) x[i] = (float)(i - 1000) * 0.012f;
-    float y[2001];
-    for (int i = 0; i < 2001; i++) y[i] = x[i];
-    lm_gelu_tanh(y, 2001);
-    for (int i = 0; i < 2001; i++) {
-        double v = x[i];
-        double want = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
-        assert_true(fabs(y[i] - want) <= 1e-6 * (1.0 + fabs(want)));
-    }
-}
-
-static void test_layernorm(void **state) {
-    (void)state;
-    enum { T = 3, D = 37 };
-    float x[T * D], y[T * D], w[D], b[D];
-    uint64_t s = 7;
-    for (int i = 0; i < T * D; i++) x[i] = 5.0f + 3.0f * frand(&s);
-    for (int i = 0; i < D; i++) w[i] = 1.0f + frand(&s), b[i] = frand(&s);
-    lm_layernorm(y, x, w, b, T, D, 1e-5f);
-    for (int t = 0; t < T; t++) {
-        double m = 0, v = 0;
-        for (int i = 0; i < D; i++) m += x[t * D + i];
-        m /= D;
-        for (int i = 0; i < D; i++) v += (x[t * D + i] - m) * (x[t * D + i] - m);
-        v /= D;
-        for (int i = 0; i < D; i++) {
-            double want = (x[t * D + i] - m) / sqrt(v + 1e-5) * w[i] + b[i];
-            assert_true(fabs(y[t * D + i] - want) < 1e-5);
-        }
-    }
-}
-
 /* bf16 weights widened in row blocks (a scratch smaller than the matrix)
  * give the same product as widening the whole matrix at once. */
 static void test_linear_blocks(void **state) {
@@ -73,12 +24,12 @@ static void test_linear_blocks(void **state) {
     for (int i = 0; i < OUT * IN; i++) W[i] = ap_f32_to_bf16(frand(&s)), Wf[i] = ap_bf16_to_f32(W[i]);
     for (int i = 0; i < T * IN; i++) x[i] = frand(&s);
     for (int i = 0; i < OUT; i++) bias[i] = frand(&s);
-    lm_linear(y_block, OUT, x, T, IN, OUT, W, AP_BF16, bias, scratch, IN * 7); /* blocks of 7 rows */
+    lm_linear(y_block, x, T, IN, OUT, W, AP_BF16, bias, scratch, IN * 7); /* blocks of 7 rows */
     /* two input rows take the matrix-vector path (scratch: one row per thread) */
     float y_few[2 * OUT], *row_scratch = malloc(sizeof(float) * IN * 64);
-    lm_linear(y_few, OUT, x, 2, IN, OUT, W, AP_BF16, bias, row_scratch, IN * 64);
+    lm_linear(y_few, x, 2, IN, OUT, W, AP_BF16, bias, row_scratch, IN * 64);
     free(row_scratch);
-    lm_linear(y_ref, OUT, x, T, IN, OUT, Wf, AP_F32, bias, NULL, 0);
+    lm_linear(y_ref, x, T, IN, OUT, Wf, AP_F32, bias, NULL, 0);
     for (int t = 0; t < T; t++)
         for (int o = 0; o < OUT; o++) {
             double want = bias[o];
@@ -124,8 +75,7 @@ static void test_attention_window(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fast_expf),       cmocka_unit_test(test_gelu_tanh),
-        cmocka_unit_test(test_layernorm),       cmocka_unit_test(test_linear_blocks),
+        cmocka_unit_test(test_linear_blocks),
         cmocka_unit_test(test_attention_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,21 +118,17 @@ static void test_adamw(void **state) {
         P[i] = (float)((double)(ap_rng_next(&rng) >> 40) / (1 << 24) - 0.5);
         rp[i] = P[i];
     }
-    lmt_adamw opt = {0.9, 0.95, 1e-8, 0.1};
+    ap_nn_adamw opt = {0.9, 0.95, 1e-8, 0.1};
     for (int64_t step = 1; step <= 3; step++) {
         double lr = 1e-2 * (double)step;
         for (size_t i = 0; i < n; i++) G[i] = (float)((double)(ap_rng_next(&rng) >> 40) / (1 << 24) - 0.5);
         lmt_adamw_update(&L, &opt, P, G, m, v, step, lr);
-        /* torch.optim.AdamW, in double */
-        double bc1 = 1 - pow(0.9, (double)step), bc2 = 1 - pow(0.95, (double)step);
+        /* torch.optim.AdamW, in double, weight decay on the matrices */
         for (size_t t = 0; t < L.ntensors; t++) {
             const lmt_tensor *tn = &L.tensors[t];
-            for (size_t j = tn->offset; j < tn->offset + tn->numel; j++) {
-                if (tn->ndim == 2) rp[j] *= 1 - lr * 0.1;
-                rm[j] = 0.9 * rm[j] + 0.1 * G[j];
-                rv[j] = 0.95 * rv[j] + 0.05 * (double)G[j] * G[j];
-                rp[j] -= lr / bc1 * rm[j] / (sqrt(rv[j]) / sqrt(bc2) + 1e-8);
-            }
+            size_t o = tn->offset;
+            tu_adamw_reference(rp + o, rm + o, rv + o, G + o, tn->numel, step, lr, 0.9, 0.95, 1e-8,
+                               tn->ndim == 2 ? 0.1 : 0.0);
         }
     }
     double worst = 0;

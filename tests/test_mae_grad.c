@@ -1,7 +1,8 @@
-/* Gradient checks of AP-MAE (src/mae): every layer kernel and the whole
- * model's loss, in double precision (the _d instantiation of net.inc, the
- * same source as the float code the tool runs), against central finite
- * differences (five-point stencil); then the float backward against the double one.
+/* Gradient checks of AP-MAE (src/mae): the whole model's loss, in double
+ * precision (the _d instantiation of net.inc, the same source as the float
+ * code the tool runs), against central finite differences (five-point
+ * stencil); then the float backward against the double one. The shared
+ * kernels' own checks are in test_nn_grad.c.
  *
  * Error measure: |analytic - numeric| / max(|numeric|, 1e-3 · max|numeric|
  * over the tensor), so near-zero entries of a tensor are judged on the scale
@@ -18,135 +19,6 @@
 #define TOL 1e-6
 
 static ap_rng g_rng;
-
-
-static double g_worst_layer = 0;
-static void check(const char *what, const double *analytic, const double *numeric, size_t n) {
-    double e = tu_grad_err(analytic, numeric, n);
-    print_message("  %-28s worst rel err %.2e\n", what, e);
-    if (e > g_worst_layer) g_worst_layer = e;
-    assert_true(e < TOL);
-}
-
-/* ---- LayerNorm ----------------------------------------------------------- */
-
-typedef struct {
-    int n, C;
-    double *x, *w, *b, *dout, *out, *mean, *rstd;
-} ln_ctx;
-
-static double ln_loss(void *p) {
-    ln_ctx *c = p;
-    mae_layernorm_fwd_d(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, 1e-12);
-    return tu_dot(c->out, c->dout, (size_t)c->n * c->C);
-}
-
-static void test_layernorm(void **state) {
-    (void)state;
-    ln_ctx c = {.n = 3, .C = 7};
-    size_t nx = (size_t)c.n * c.C;
-    c.x = tu_dalloc(nx), c.w = tu_dalloc(c.C), c.b = tu_dalloc(c.C), c.dout = tu_dalloc(nx), c.out = tu_dalloc(nx);
-    c.mean = tu_dalloc(c.n), c.rstd = tu_dalloc(c.n);
-    tu_fill(&g_rng, c.x, nx, 2), tu_fill(&g_rng, c.w, c.C, 1.5), tu_fill(&g_rng, c.b, c.C, 1), tu_fill(&g_rng, c.dout, nx, 1);
-    double *dx = tu_dalloc(nx), *dw = tu_dalloc(c.C), *db = tu_dalloc(c.C), *num = tu_dalloc(nx);
-    ln_loss(&c);
-    mae_layernorm_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.mean, c.rstd, c.n, c.C);
-    tu_numeric_grad(ln_loss, &c, c.x, nx, H_STEP, num);
-    check("layernorm d input", dx, num, nx);
-    tu_numeric_grad(ln_loss, &c, c.w, c.C, H_STEP, num);
-    check("layernorm d weight", dw, num, c.C);
-    tu_numeric_grad(ln_loss, &c, c.b, c.C, H_STEP, num);
-    check("layernorm d bias", db, num, c.C);
-    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.mean), free(c.rstd);
-    free(dx), free(dw), free(db), free(num);
-}
-
-/* ---- Linear ---------------------------------------------------------------- */
-
-typedef struct {
-    int n, cin, cout;
-    double *x, *w, *b, *dout, *out;
-} lin_ctx;
-
-static double lin_loss(void *p) {
-    lin_ctx *c = p;
-    mae_linear_fwd_d(c->out, c->x, c->w, c->b, c->n, c->cin, c->cout);
-    return tu_dot(c->out, c->dout, (size_t)c->n * c->cout);
-}
-
-static void test_linear(void **state) {
-    (void)state;
-    lin_ctx c = {.n = 4, .cin = 5, .cout = 3};
-    size_t nx = (size_t)c.n * c.cin, nw = (size_t)c.cout * c.cin, ny = (size_t)c.n * c.cout;
-    c.x = tu_dalloc(nx), c.w = tu_dalloc(nw), c.b = tu_dalloc(c.cout), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny);
-    tu_fill(&g_rng, c.x, nx, 1), tu_fill(&g_rng, c.w, nw, 1), tu_fill(&g_rng, c.b, c.cout, 1), tu_fill(&g_rng, c.dout, ny, 1);
-    double *dx = tu_dalloc(nx), *dw = tu_dalloc(nw), *db = tu_dalloc(c.cout), *num = tu_dalloc(nx + nw);
-    mae_linear_bwd_d(dx, dw, db, c.dout, c.x, c.w, c.n, c.cin, c.cout);
-    tu_numeric_grad(lin_loss, &c, c.x, nx, H_STEP, num);
-    check("linear d input", dx, num, nx);
-    tu_numeric_grad(lin_loss, &c, c.w, nw, H_STEP, num);
-    check("linear d weight", dw, num, nw);
-    tu_numeric_grad(lin_loss, &c, c.b, c.cout, H_STEP, num);
-    check("linear d bias", db, num, c.cout);
-    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(dx), free(dw), free(db), free(num);
-}
-
-/* ---- Attention ------------------------------------------------------------- */
-
-typedef struct {
-    int B, S, H, dh;
-    double *qkv, *dout, *out, *att;
-} att_ctx;
-
-static double att_loss(void *p) {
-    att_ctx *c = p;
-    mae_attention_fwd_d(c->out, c->att, c->qkv, c->B, c->S, c->H, c->dh);
-    return tu_dot(c->out, c->dout, (size_t)c->B * c->S * c->H * c->dh);
-}
-
-static void test_attention(void **state) {
-    (void)state;
-    att_ctx c = {.B = 2, .S = 5, .H = 2, .dh = 3};
-    size_t nq = (size_t)c.B * c.S * 3 * c.H * c.dh, ny = (size_t)c.B * c.S * c.H * c.dh;
-    c.qkv = tu_dalloc(nq), c.dout = tu_dalloc(ny), c.out = tu_dalloc(ny), c.att = tu_dalloc((size_t)c.B * c.H * c.S * c.S);
-    tu_fill(&g_rng, c.qkv, nq, 1.5), tu_fill(&g_rng, c.dout, ny, 1);
-    double *dqkv = tu_dalloc(nq), *rows = tu_dalloc((size_t)c.B * c.H * c.S * c.S), *num = tu_dalloc(nq);
-    att_loss(&c);
-    mae_attention_bwd_d(dqkv, rows, c.dout, c.qkv, c.att, c.B, c.S, c.H, c.dh);
-    tu_numeric_grad(att_loss, &c, c.qkv, nq, H_STEP, num);
-    check("attention d qkv", dqkv, num, nq);
-    free(c.qkv), free(c.dout), free(c.out), free(c.att), free(dqkv), free(rows), free(num);
-}
-
-/* ---- GELU ------------------------------------------------------------------- */
-
-typedef struct {
-    size_t n;
-    double *x, *dout, *out;
-} gelu_ctx;
-
-static double gelu_loss(void *p) {
-    gelu_ctx *c = p;
-    mae_gelu_fwd_d(c->out, c->x, c->n);
-    return tu_dot(c->out, c->dout, c->n);
-}
-
-static void test_gelu(void **state) {
-    (void)state;
-    gelu_ctx c = {.n = 41};
-    c.x = tu_dalloc(c.n), c.dout = tu_dalloc(c.n), c.out = tu_dalloc(c.n);
-    for (size_t i = 0; i < c.n; i++) c.x[i] = -5 + 0.25 * (double)i + 0.01; /* -5 .. 5 */
-    tu_fill(&g_rng, c.dout, c.n, 1);
-    double *dx = tu_dalloc(c.n), *num = tu_dalloc(c.n);
-    mae_gelu_bwd_d(dx, c.x, c.dout, c.n);
-    tu_numeric_grad(gelu_loss, &c, c.x, c.n, H_STEP, num);
-    check("gelu (erf) d input", dx, num, c.n);
-    /* The exact form, not the tanh approximation: GELU(1) = Φ(1) = 0.841344746. */
-    double one = 1, y;
-    mae_gelu_fwd_d(&y, &one, 1);
-    assert_true(fabs(y - 0.8413447460685429) < 1e-12);
-    free(c.x), free(c.dout), free(c.out), free(dx), free(num);
-}
 
 /* ---- The whole model ----------------------------------------------------------
  * N 16, p 4 (g 4, T 10), encoder 12 wide, decoder 8 wide (enc_to_dec), two
@@ -302,9 +174,8 @@ static void test_model_reference(void **state) {
 int main(void) {
     ap_rng_seed(&g_rng, 12345);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_linear),
-        cmocka_unit_test(test_attention),     cmocka_unit_test(test_gelu),
-        cmocka_unit_test(test_model_default), cmocka_unit_test(test_model_reference),
+        cmocka_unit_test(test_model_default),
+        cmocka_unit_test(test_model_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,37 @@ static void test_train_step(void **state) {
     }
 }
 
+/* A step in two halves, as a data-parallel trainer takes it (gradients, then
+ * AdamW), is the same step: the same parameters to the bit. AdamW without
+ * gradients is an error. */
+static void test_grad_then_adamw(void **state) {
+    (void)state;
+    ap_mae_config c = {16, 4, 0.5, 16, 1, 2, 8, 32, 12, 1, 2, 6, 24, 1e-12, 0, AP_MAE_SCALER_LOG_NORMALIZE};
+    ap_mae_model *whole, *halves;
+    TU_OK(ap_mae_new(&c, 3, &whole, tu_err()));
+    TU_OK(ap_mae_new(&c, 3, &halves, tu_err()));
+    assert_int_equal(ap_mae_adamw_step(halves, 1e-3, tu_err()), AP_ERR_ARG);
+    assert_non_null(strstr(tu_last_error()->msg, "ap_mae_grad"));
+    const int B = 3, N = c.max_length;
+    float *P = malloc((size_t)B * N * N * sizeof *P);
+    ap_rng r, r_whole, r_halves;
+    ap_rng_seed(&r, 4);
+    causal_patterns(P, B, N, &r);
+    r_whole = r_halves = r;
+    for (int step = 1; step <= 3; step++) {
+        float loss_whole, loss_halves;
+        TU_OK(ap_mae_train_step(whole, P, B, NULL, 0, &r_whole, 1e-3 * step, &loss_whole, tu_err()));
+        TU_OK(ap_mae_grad(halves, P, B, NULL, 0, &r_halves, &loss_halves, tu_err()));
+        TU_OK(ap_mae_adamw_step(halves, 1e-3 * step, tu_err()));
+        assert_true(loss_whole == loss_halves);
+    }
+    assert_int_equal(halves->adam_step, 3);
+    assert_memory_equal(whole->params, halves->params, whole->nparams * sizeof(float));
+    free(P);
+    ap_mae_free(whole);
+    ap_mae_free(halves);
+}
+
 /* Encoding: the mean is the mean of the encoder's outputs (default: all of
  * them); cls is slot 0; encodings do not depend on the batch they are in. */
 static void test_encode(void **state) {
@@ -295,7 +326,7 @@ int main(void) {
         cmocka_unit_test(test_scaler),          cmocka_unit_test(test_random_masks),
         cmocka_unit_test(test_rng),             cmocka_unit_test(test_layout_and_init),
         cmocka_unit_test(test_lr),              cmocka_unit_test(test_train_step),
-        cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_grad_then_adamw), cmocka_unit_test(test_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,23 @@ void tu_numeric_grad(tu_loss_fn f, void *ctx, double *x, size_t n, double h, dou
     }
 }
 
+void tu_check_grad(const char *what, const double *analytic, const double *numeric, size_t n, double tol) {
+    double e = tu_grad_err(analytic, numeric, n);
+    print_message("  %-40s worst rel err %.2e\n", what, e);
+    assert_true(e < tol);
+}
+
+void tu_adamw_reference(double *p, double *m, double *v, const float *g, size_t n, int64_t step, double lr,
+                        double beta1, double beta2, double eps, double weight_decay) {
+    double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    for (size_t i = 0; i < n; i++) {
+        p[i] *= 1 - lr * weight_decay;
+        m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1 - beta2) * (double)g[i] * g[i];
+        p[i] -= lr / bc1 * m[i] / (sqrt(v[i]) / sqrt(bc2) + eps);
+    }
+}
+
 char *tu_fresh_store_path(const char *name) {
     char *p = tu_tmp_path(name), journal[4200];
     snprintf(journal, sizeof journal, "%s-journal", p);

@@ -46,6 +46,13 @@ double tu_grad_err(const double *analytic, const double *numeric, size_t n);
  * O(h^4), so rounding, not the formula, limits the accuracy). */
 typedef double (*tu_loss_fn)(void *ctx);
 void tu_numeric_grad(tu_loss_fn f, void *ctx, double *x, size_t n, double h, double *out);
+/* Prints tu_grad_err of a gradient check under the name what; fails the test
+ * when it is not below tol. */
+void tu_check_grad(const char *what, const double *analytic, const double *numeric, size_t n, double tol);
+/* One step of torch.optim.AdamW in double on p, m, v [n] from the gradients
+ * g: the reference the AdamW tests compare with. step counts from 1. */
+void tu_adamw_reference(double *p, double *m, double *v, const float *g, size_t n, int64_t step, double lr,
+                        double beta1, double beta2, double eps, double weight_decay);
 
 /* Tests pass tu_err() as the ap_error* argument so TU_OK can print it. */
 ap_error *tu_err(void);

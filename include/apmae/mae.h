@@ -103,11 +103,19 @@ ap_status ap_mae_encode(ap_mae_model *m, const float *scaled, int B, float *cls,
 double ap_mae_base_lr(int global_batch);
 /* Cosine from base_lr to 0 over `cycle` steps, restarting every cycle. */
 double ap_mae_cosine_lr(double base_lr, int64_t step, int64_t cycle);
-/* One step on raw patterns [B,N,N]: scale, mask (masked [B,M] if given, else
- * num_masked random ids from rng), forward, backward, AdamW (betas 0.9/0.95,
- * eps 1e-8, weight decay 0.05 on every parameter) with learning rate lr.
+/* One step on raw patterns [B,N,N]: ap_mae_grad, then ap_mae_adamw_step.
  * *loss: the batch mean loss before the update. */
 ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M,
                             ap_rng *rng, double lr, float *loss, ap_error *err);
+/* The first half of a step: scale, mask (masked [B,M] if given, else
+ * num_masked random ids from rng), forward, backward. m->grads [nparams]
+ * receives the gradient of the batch mean loss (*loss). A data-parallel
+ * trainer averages m->grads over its ranks here, then takes the step. */
+ap_status ap_mae_grad(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M, ap_rng *rng,
+                      float *loss, ap_error *err);
+/* The second half: one AdamW step from m->grads (betas 0.9/0.95, eps 1e-8,
+ * weight decay 0.05 on every parameter; ap_nn_adamw_step) with learning rate
+ * lr; counts adam_step. An error when no gradient has been computed. */
+ap_status ap_mae_adamw_step(ap_mae_model *m, double lr, ap_error *err);
 
 #endif

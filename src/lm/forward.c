@@ -1,6 +1,7 @@
 /* The StarCoder2 forward pass (docs/lm.md) over one sequence, float32
  * arithmetic on weights of any stored float dtype. */
 #include "apmae/lm.h"
+#include "apmae/nn.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -82,41 +83,44 @@ void ap_lm_state_free(ap_lm_state *s) {
     free(s);
 }
 
-static void linear(ap_lm_state *s, float *y, int ldy, const float *x, int T, int in, int out, const ap_weight *w,
+static void linear(ap_lm_state *s, float *y, const float *x, int T, int in, int out, const ap_weight *w,
                    const ap_weight *b) {
-    lm_linear(y, ldy, x, T, in, out, w->data, w->dtype, b->data, s->widen, LM_WIDEN_SCRATCH_FLOATS);
+    lm_linear(y, x, T, in, out, w->data, w->dtype, b->data, s->widen, LM_WIDEN_SCRATCH_FLOATS);
+}
+
+/* LayerNorm with float32 weights (ap_lm_load widens them). The epsilon is
+ * rounded to float first: inference has always used it so, and the shipped
+ * model's results are reproduced to the bit. */
+static void layernorm(const ap_lm *lm, float *y, const float *x, const ap_weight *w, const ap_weight *b, int T) {
+    ap_nn_layernorm_fwd_f(y, NULL, NULL, x, w->data, b->data, T, lm->cfg.hidden_size, (float)lm->cfg.norm_epsilon);
 }
 
 static void attention_block(const ap_lm *lm, ap_lm_state *s, int l, int T, const uint8_t *ablate, float *P) {
     const ap_lm_config *c = &lm->cfg;
     const ap_lm_layer *L = &lm->layers[l];
     int D = c->hidden_size, hd = c->head_dim, kvd = c->num_kv_heads * hd;
-    lm_layernorm(s->a, s->h, L->ln1_w.data, L->ln1_b.data, T, D, (float)c->norm_epsilon);
-    linear(s, s->q, D, s->a, T, D, D, &L->q_w, &L->q_b);
-    linear(s, s->k, kvd, s->a, T, D, kvd, &L->k_w, &L->k_b);
-    linear(s, s->v, kvd, s->a, T, D, kvd, &L->v_w, &L->v_b);
+    layernorm(lm, s->a, s->h, &L->ln1_w, &L->ln1_b, T);
+    linear(s, s->q, s->a, T, D, D, &L->q_w, &L->q_b);
+    linear(s, s->k, s->a, T, D, kvd, &L->k_w, &L->k_b);
+    linear(s, s->v, s->a, T, D, kvd, &L->v_w, &L->v_b);
     lm_rope(s->q, D, T, c->num_heads, hd, s->cos_t, s->sin_t);
     lm_rope(s->k, kvd, T, c->num_kv_heads, hd, s->cos_t, s->sin_t);
     lm_attention(s->o, P, s->q, s->k, s->v, T, c->num_heads, c->num_kv_heads, hd, c->sliding_window, ablate,
                  s->att_rows);
     /* h += o Wo^T + bo, through s->a as the projection's output */
-    linear(s, s->a, D, s->o, T, D, D, &L->o_w, &L->o_b);
-    size_t n = (size_t)T * D;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) s->h[i] += s->a[i];
+    linear(s, s->a, s->o, T, D, D, &L->o_w, &L->o_b);
+    ap_nn_add_f(s->h, s->a, (size_t)T * D);
 }
 
 static void mlp_block(const ap_lm *lm, ap_lm_state *s, int l, int T) {
     const ap_lm_config *c = &lm->cfg;
     const ap_lm_layer *L = &lm->layers[l];
     int D = c->hidden_size, I = c->intermediate_size;
-    lm_layernorm(s->a, s->h, L->ln2_w.data, L->ln2_b.data, T, D, (float)c->norm_epsilon);
-    linear(s, s->fc, I, s->a, T, D, I, &L->fc_w, &L->fc_b);
-    lm_gelu_tanh(s->fc, (size_t)T * I);
-    linear(s, s->a, D, s->fc, T, I, D, &L->proj_w, &L->proj_b);
-    size_t n = (size_t)T * D;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) s->h[i] += s->a[i];
+    layernorm(lm, s->a, s->h, &L->ln2_w, &L->ln2_b, T);
+    linear(s, s->fc, s->a, T, D, I, &L->fc_w, &L->fc_b);
+    ap_nn_gelu_tanh_fwd_f(s->fc, s->fc, (size_t)T * I);
+    linear(s, s->a, s->fc, T, I, D, &L->proj_w, &L->proj_b);
+    ap_nn_add_f(s->h, s->a, (size_t)T * D);
 }
 
 static ap_status check_inputs(const ap_lm *lm, const ap_lm_state *s, const int32_t *ids, int T, ap_error *err) {
@@ -153,8 +157,8 @@ ap_status ap_lm_forward(const ap_lm *lm, ap_lm_state *s, const int32_t *ids, int
     int last_only = opts && opts->last_only;
     int rows = last_only ? 1 : T;
     const float *x = s->h + (size_t)(T - rows) * D;
-    lm_layernorm(s->a, x, lm->norm_w.data, lm->norm_b.data, rows, D, (float)c->norm_epsilon);
-    linear(s, logits, c->vocab_size, s->a, rows, D, c->vocab_size, &lm->lm_head, &(ap_weight){0});
+    layernorm(lm, s->a, x, &lm->norm_w, &lm->norm_b, rows);
+    linear(s, logits, s->a, rows, D, c->vocab_size, &lm->lm_head, &(ap_weight){0});
     return AP_OK;
 }
 

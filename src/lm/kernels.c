@@ -1,6 +1,8 @@
-/* Float32 kernels of the StarCoder2 forward pass: LayerNorm, linear layers on
- * stored-dtype weights, tanh-GELU, RoPE and windowed causal attention. */
+/* Float32 kernels of the StarCoder2 forward pass: linear layers on
+ * stored-dtype weights, RoPE and windowed causal attention. */
 #include "kernels.h"
+
+#include "apmae/nn.h"
 
 /* Up to this many input rows, non-float32 weights take the matrix-vector path. */
 #define LM_FEW_ROWS 4
@@ -9,35 +11,6 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-
-void lm_layernorm(float *y, const float *x, const float *w, const float *b, int T, int D, float eps) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * D;
-        float *yr = y + (size_t)t * D;
-        double sum = 0, sq = 0;
-        for (int i = 0; i < D; i++) sum += xr[i];
-        double mean = sum / D;
-        for (int i = 0; i < D; i++) {
-            double d = xr[i] - mean;
-            sq += d * d;
-        }
-        float rstd = (float)(1.0 / sqrt(sq / D + eps));
-        float m = (float)mean;
-#pragma omp simd
-        for (int i = 0; i < D; i++) yr[i] = (xr[i] - m) * rstd * w[i] + b[i];
-    }
-}
-
-static void add_bias(float *y, int ldy, int T, int out, const float *bias) {
-    if (!bias) return;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *yr = y + (size_t)t * ldy;
-#pragma omp simd
-        for (int i = 0; i < out; i++) yr[i] += bias[i];
-    }
-}
 
 /* Widen rows [r0, r0+nrows) of W [*, in] into dst, in parallel. */
 static void widen_rows(float *dst, const void *W, ap_dtype wdt, size_t r0, int nrows, int in) {
@@ -51,7 +24,7 @@ static void widen_rows(float *dst, const void *W, ap_dtype wdt, size_t r0, int n
 /* Few rows (e.g. logits of the last position only): a matrix-vector product
  * that widens each weight row once into a per-thread buffer, instead of
  * widening (and writing out) the whole matrix for a handful of dot products. */
-static void linear_few_rows(float *y, int ldy, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
+static void linear_few_rows(float *y, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
                             float *scratch) {
     size_t esz = ap_dtype_size(wdt);
 #pragma omp parallel
@@ -65,46 +38,31 @@ static void linear_few_rows(float *y, int ldy, const float *x, int T, int in, in
                 float dot = 0;
 #pragma omp simd reduction(+ : dot)
                 for (int i = 0; i < in; i++) dot += xr[i] * row[i];
-                y[(size_t)t * ldy + o] = dot;
+                y[(size_t)t * out + o] = dot;
             }
         }
     }
 }
 
-void lm_linear(float *y, int ldy, const float *x, int T, int in, int out, const void *W, ap_dtype wdt,
-               const float *bias, float *scratch, size_t scratch_floats) {
-    /* F32 weights are used in place when float-aligned; others go through scratch. */
-    int direct = wdt == AP_F32 && ((uintptr_t)W % sizeof(float)) == 0;
-    if (!direct && T <= LM_FEW_ROWS && (size_t)omp_get_max_threads() * (size_t)in <= scratch_floats) {
-        linear_few_rows(y, ldy, x, T, in, out, W, wdt, scratch);
-        add_bias(y, ldy, T, out, bias);
+void lm_linear(float *y, const float *x, int T, int in, int out, const void *W, ap_dtype wdt, const float *bias,
+               float *scratch, size_t scratch_floats) {
+    if (wdt == AP_F32 && ((uintptr_t)W % sizeof(float)) == 0) {
+        ap_nn_linear_fwd_f(y, x, W, bias, T, in, out);
         return;
     }
-    int block = direct ? out : (int)(scratch_floats / (size_t)in);
-    if (block > out) block = out;
-    for (int r0 = 0; r0 < out; r0 += block) {
-        int nr = out - r0 < block ? out - r0 : block;
-        const float *Wf;
-        if (direct) {
-            Wf = (const float *)W;
-        } else {
+    if (T <= LM_FEW_ROWS && (size_t)omp_get_max_threads() * (size_t)in <= scratch_floats) {
+        linear_few_rows(y, x, T, in, out, W, wdt, scratch);
+    } else {
+        int block = (int)(scratch_floats / (size_t)in);
+        if (block > out) block = out;
+        for (int r0 = 0; r0 < out; r0 += block) {
+            int nr = out - r0 < block ? out - r0 : block;
             widen_rows(scratch, W, wdt, (size_t)r0, nr, in);
-            Wf = scratch;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, in, 1.0f, x, in, scratch, in, 0.0f, y + r0,
+                        out);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, in, 1.0f, x, in, Wf, in, 0.0f, y + r0, ldy);
     }
-    add_bias(y, ldy, T, out, bias);
-}
-
-void lm_gelu_tanh(float *x, size_t n) {
-    /* 0.5 x (1 + tanh(u)) == x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3). */
-    const float c = 0.7978845608028654f;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = c * (v + 0.044715f * v * v * v);
-        x[i] = v / (1.0f + lm_fast_expf(-2.0f * u));
-    }
+    if (bias) ap_nn_add_bias_f(y, bias, T, out);
 }
 
 void lm_rope_tables(float *cos_t, float *sin_t, int T, int hd, double theta) {
@@ -138,29 +96,22 @@ void lm_rope(float *x, int ld, int T, int nheads, int hd, const float *cos_t, co
 }
 
 /* One query row of one head: probabilities into p[0..T) (zeros outside
- * [j0, i]) and the weighted sum of values into o[0..hd). */
+ * [j0, i]) and the weighted sum of values into o[0..hd).
+ * Training's ap_nn_attention_fwd_f (BLAS over blocks of queries) is not used
+ * here: inference runs one query row at a time with head ablation and an
+ * optional pattern, and these dot products sum in the order that produced the
+ * shipped model's fixtures, stores and accuracies, which a BLAS product would
+ * change in the last bits. The softmax of the row is the shared one. */
 static void attend_row(float *o, float *p, const float *qi, const float *k, const float *v, int ldkv, int i, int j0,
                        int T, int hd, float scale, int write_zeros) {
-    float maxv = -INFINITY;
     for (int j = j0; j <= i; j++) {
         const float *kj = k + (size_t)j * ldkv;
         float dot = 0;
 #pragma omp simd reduction(+ : dot)
         for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
-        dot *= scale;
-        p[j] = dot;
-        maxv = dot > maxv ? dot : maxv;
+        p[j] = dot * scale;
     }
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int j = j0; j <= i; j++) {
-        float e = lm_fast_expf(p[j] - maxv);
-        p[j] = e;
-        sum += e;
-    }
-    float inv = 1.0f / sum;
-#pragma omp simd
-    for (int j = j0; j <= i; j++) p[j] *= inv;
+    ap_nn_softmax_row_f(p + j0, i - j0 + 1);
     if (write_zeros) {
         for (int j = 0; j < j0; j++) p[j] = 0;
         for (int j = i + 1; j < T; j++) p[j] = 0;

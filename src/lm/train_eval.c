@@ -344,7 +344,7 @@ ap_status ap_lm_train_bench(const ap_lm_config *cfg, int B, int T, int steps, do
     ap_rng_seed(&rng, 1);
     for (size_t i = 0; i < n; i++) ids[i] = (int32_t)ap_rng_below(&rng, (uint64_t)cfg->vocab_size);
     for (size_t i = 0; i < n; i++) tg[i] = ids[(i + 1) % n];
-    lmt_adamw opt = {0.9, 0.95, 1e-8, 0.1};
+    ap_nn_adamw opt = {0.9, 0.95, 1e-8, 0.1};
     double best = 1e30;
     for (int s = 0; s <= steps; s++) {
         double t0 = ap_now();
@@ -352,8 +352,8 @@ ap_status ap_lm_train_bench(const ap_lm_config *cfg, int B, int T, int steps, do
         lmt_forward_f(&L, &pl, cos_t, sin_t, P, A, ids);
         lmt_head_f(&L, &pl, P, A, tg, 1.0 / (double)n, NULL, G);
         lmt_backward_f(&L, &pl, cos_t, sin_t, P, A, ids, G);
-        double norm = lmt_grad_norm(G, np);
-        if (norm > 1.0) lmt_scale(G, np, (float)(1.0 / norm));
+        double norm = ap_nn_grad_norm(G, np);
+        if (norm > 1.0) ap_nn_scale(G, np, (float)(1.0 / norm));
         lmt_adamw_update(&L, &opt, P, G, m, v, s + 1, 1e-4);
         double dt = ap_now() - t0;
         if (s > 0 && dt < best) best = dt; /* step 0 warms caches and pages */

@@ -1,20 +1,22 @@
 /* Internals of StarCoder2 training (src/lm/train*.c) shared with its unit
  * tests.
  *
- * The layer kernels and the network's forward/backward are written once in
- * train_net.inc over a scalar type R and compiled twice: float
- * (train_net_f.c, what training runs) and double (train_net_d.c, what the
- * gradient checks compare with finite differences). Parameters live in one
- * flat block in the order of the checkpoint's tensors (the layout); the
- * activations of a batch of B sequences of T tokens live in another (the
- * plan), llm.c style. Everything that sums over rows does so in a fixed order
- * (column blocks owned by one thread each, or one thread per output), so a
- * step gives the same bits whatever the thread count, apart from BLAS. */
+ * The network's forward/backward is written once in train_net.inc over a
+ * scalar type R (nn/real.h) on the shared kernels of apmae/nn.h and compiled
+ * twice: float (train_net_f.c, what training runs) and double
+ * (train_net_d.c, what the gradient checks compare with finite differences).
+ * Parameters live in one flat block in the order of the checkpoint's tensors
+ * (the layout); the activations of a batch of B sequences of T tokens live in
+ * another (the plan), llm.c style. Everything that sums over rows does so in
+ * a fixed order (column blocks owned by one thread each, or one thread per
+ * output), so a step gives the same bits whatever the thread count, apart
+ * from BLAS. */
 #ifndef APMAE_LM_TRAIN_INTERNAL_H
 #define APMAE_LM_TRAIN_INTERNAL_H
 
 #include "apmae/lm.h"
 #include "apmae/lm_train.h"
+#include "apmae/nn.h"
 
 #define LMT_NONE ((size_t)-1) /* an absent tensor (biases with use_bias false) */
 
@@ -55,7 +57,7 @@ void lmt_params_from_lm(const lmt_layout *L, const ap_lm *lm, float *P);
 /* Activation offsets (in elements) for B sequences of T tokens. Arrays with
  * one entry per layer are consecutive: layer l of ln1 is at ln1 + l * BT*D. */
 typedef struct lmt_plan {
-    int B, T, chunk, threads;
+    int B, T, chunk;
     size_t res;                      /* [L+1][BT*D]: res[l] enters layer l, res[L] the final norm */
     size_t ln1, ln1_mean, ln1_rstd;  /* [L][BT*D], [L][BT], [L][BT] */
     size_t q, k, v;                  /* [L][BT*D], [L][BT*kvd] x2, after RoPE */
@@ -68,35 +70,18 @@ typedef struct lmt_plan {
     size_t logits;                   /* [chunk*V] one chunk of rows at a time */
     size_t rowloss;                  /* [BT] */
     /* backward scratch */
-    size_t d_res, d_a, d_q, d_k, d_v, d_atty, d_fc, d_lnf, d_att; /* d_att: [threads][T*T] */
+    size_t d_res, d_a, d_q, d_k, d_v, d_atty, d_fc, d_lnf, d_att; /* d_att: ap_nn_attention_scratch(T) */
     size_t total;
 } lmt_plan;
 
 void lmt_plan_init(lmt_plan *pl, const lmt_layout *L, int B, int T);
 
-/* Kernel conventions: *_fwd overwrite their outputs. In *_bwd, parameter
- * gradients (dw, db) accumulate; layernorm_bwd accumulates into dinp (the
- * residual stream's gradient), linear_bwd overwrites dinp unless accumulate
- * is set; NULL skips an output. Rows of [n, ...] arrays are token positions
- * b*T + t. cos/sin: [T, hd/2] float tables (lm_rope_tables). */
+/* Rows of [n, ...] arrays are token positions b*T + t (apmae/nn.h).
+ * lmt_rope_fwd rotates x in place, lmt_rope_bwd applies the transpose to the
+ * gradient in place. cos/sin: [T, hd/2] float tables (lm_rope_tables). */
 #define LMT_DECLARE(R, SUF)                                                                                        \
-    void lmt_layernorm_fwd_##SUF(R *out, R *mean, R *rstd, const R *inp, const R *w, const R *b, int n, int C,    \
-                                 double eps);                                                                      \
-    void lmt_layernorm_bwd_##SUF(R *dinp, R *dw, R *db, const R *dout, const R *inp, const R *w, const R *mean,   \
-                                 const R *rstd, int n, int C);                                                     \
-    void lmt_linear_fwd_##SUF(R *out, const R *inp, const R *w, const R *b, int n, int cin, int cout);            \
-    void lmt_linear_bwd_##SUF(R *dinp, int accumulate, R *dw, R *db, const R *dout, const R *inp, const R *w,     \
-                              int n, int cin, int cout);                                                           \
     void lmt_rope_fwd_##SUF(R *x, int n, int T, int nheads, int hd, const float *cos_t, const float *sin_t);       \
     void lmt_rope_bwd_##SUF(R *dx, int n, int T, int nheads, int hd, const float *cos_t, const float *sin_t);      \
-    void lmt_attention_fwd_##SUF(R *out, R *att, const R *q, const R *k, const R *v, int B, int T, int H, int KV, \
-                                 int hd, int window);                                                              \
-    void lmt_attention_bwd_##SUF(R *dq, R *dk, R *dv, R *scratch, const R *dout, const R *q, const R *k,          \
-                                 const R *v, const R *att, int B, int T, int H, int KV, int hd, int window);       \
-    void lmt_gelu_fwd_##SUF(R *out, const R *inp, size_t n);                                                       \
-    void lmt_gelu_bwd_##SUF(R *dinp, const R *inp, const R *dout, size_t n);                                       \
-    void lmt_embed_fwd_##SUF(R *out, const int32_t *ids, const R *E, int n, int D);                                \
-    void lmt_embed_bwd_##SUF(R *dE, const int32_t *ids, const R *dout, int n, int D);                              \
     void lmt_forward_##SUF(const lmt_layout *L, const lmt_plan *pl, const float *cos_t, const float *sin_t,       \
                            const R *P, R *A, const int32_t *ids);                                                  \
     double lmt_head_##SUF(const lmt_layout *L, const lmt_plan *pl, const R *P, R *A, const int32_t *targets,      \
@@ -119,16 +104,10 @@ LMT_DECLARE(double, d)
 
 /* ---- training state ---------------------------------------------------------- */
 
-/* AdamW with decoupled weight decay (PyTorch's AdamW): p -= lr * wd * p on
- * decayed tensors, then the Adam step with bias correction. step counts from 1. */
-typedef struct lmt_adamw {
-    double beta1, beta2, eps, weight_decay;
-} lmt_adamw;
-void lmt_adamw_update(const lmt_layout *L, const lmt_adamw *opt, float *P, const float *G, float *m, float *v,
+/* ap_nn_adamw_step over every tensor of the layout, with opt's weight decay
+ * on the matrices only (the tensors' decay flag). step counts from 1. */
+void lmt_adamw_update(const lmt_layout *L, const ap_nn_adamw *opt, float *P, const float *G, float *m, float *v,
                       int64_t step, double lr);
-/* sqrt of the sum of squares of G (double accumulation, fixed order). */
-double lmt_grad_norm(const float *G, size_t n);
-void lmt_scale(float *G, size_t n, float s);
 
 /* Linear warm-up to lr over `warmup` steps, then cosine decay to
  * lr * min_ratio at the last step. */

@@ -254,11 +254,11 @@ static double train_step(trainer *t, int count, double lr, double *gnorm) {
     lmt_forward_f(&t->L, &t->pl, t->cos_t, t->sin_t, t->P, t->A, t->inputs);
     double loss = lmt_head_f(&t->L, &t->pl, t->P, t->A, t->targets, scale, t->row_weight, t->G) * scale;
     lmt_backward_f(&t->L, &t->pl, t->cos_t, t->sin_t, t->P, t->A, t->inputs, t->G);
-    *gnorm = lmt_grad_norm(t->G, t->L.total);
+    *gnorm = ap_nn_grad_norm(t->G, t->L.total);
     /* torch.nn.utils.clip_grad_norm_ */
     double coef = o->clip / (*gnorm + 1e-6);
-    if (coef < 1.0) lmt_scale(t->G, t->L.total, (float)coef);
-    lmt_adamw t_opt = {o->beta1, o->beta2, 1e-8, o->weight_decay};
+    if (coef < 1.0) ap_nn_scale(t->G, t->L.total, (float)coef);
+    ap_nn_adamw t_opt = {o->beta1, o->beta2, 1e-8, o->weight_decay};
     lmt_adamw_update(&t->L, &t_opt, t->P, t->G, t->m, t->v, t->step + 1, lr);
     return loss;
 }

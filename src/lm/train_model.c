@@ -4,7 +4,6 @@
 #include "train_internal.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,7 +203,6 @@ void lmt_plan_init(lmt_plan *pl, const lmt_layout *L, int B, int T) {
     memset(pl, 0, sizeof *pl);
     pl->B = B;
     pl->T = T;
-    pl->threads = omp_get_max_threads();
     size_t n = (size_t)B * T, Ln = (size_t)c->num_layers, D = (size_t)c->hidden_size;
     size_t kvd = (size_t)c->num_kv_heads * c->head_dim, I = (size_t)c->intermediate_size;
     size_t att = (size_t)B * c->num_heads * T * T;
@@ -241,7 +239,7 @@ void lmt_plan_init(lmt_plan *pl, const lmt_layout *L, int B, int T) {
     SLOT(d_atty, n * D)
     SLOT(d_fc, n * I)
     SLOT(d_lnf, n * D)
-    SLOT(d_att, (size_t)pl->threads * T * T)
+    SLOT(d_att, ap_nn_attention_scratch(T))
 #undef SLOT
     pl->total = off;
 }
@@ -253,47 +251,15 @@ double ap_lm_train_flops(const ap_lm_config *cfg, int B, int T) {
 
 /* ---- optimiser ---------------------------------------------------------------------- */
 
-void lmt_adamw_update(const lmt_layout *L, const lmt_adamw *opt, float *P, const float *G, float *m, float *v,
+void lmt_adamw_update(const lmt_layout *L, const ap_nn_adamw *opt, float *P, const float *G, float *m, float *v,
                       int64_t step, double lr) {
-    double bc1 = 1.0 - pow(opt->beta1, (double)step), bc2 = 1.0 - pow(opt->beta2, (double)step);
-    float b1 = (float)opt->beta1, b2 = (float)opt->beta2, step_size = (float)(lr / bc1);
-    float rbc2 = (float)(1.0 / sqrt(bc2)), eps = (float)opt->eps;
+    ap_nn_adamw no_decay = *opt;
+    no_decay.weight_decay = 0;
     for (size_t i = 0; i < L->ntensors; i++) {
         const lmt_tensor *t = &L->tensors[i];
-        float decay = t->decay ? (float)(1.0 - lr * opt->weight_decay) : 1.0f;
-        float *p = P + t->offset, *mt = m + t->offset, *vt = v + t->offset;
-        const float *g = G + t->offset;
-        size_t n = t->numel;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t j = 0; j < n; j++) {
-            p[j] *= decay;
-            mt[j] = b1 * mt[j] + (1.0f - b1) * g[j];
-            vt[j] = b2 * vt[j] + (1.0f - b2) * g[j] * g[j];
-            p[j] -= step_size * mt[j] / (sqrtf(vt[j]) * rbc2 + eps);
-        }
+        ap_nn_adamw_step(t->decay ? opt : &no_decay, P + t->offset, G + t->offset, m + t->offset, v + t->offset,
+                         t->numel, step, lr);
     }
-}
-
-double lmt_grad_norm(const float *G, size_t n) {
-    /* fixed chunks summed in order: the same value whatever the thread count */
-    enum { CHUNKS = 64 };
-    double part[CHUNKS];
-    size_t per = (n + CHUNKS - 1) / CHUNKS;
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < CHUNKS; c++) {
-        size_t a = (size_t)c * per, b = a + per < n ? a + per : n;
-        double s = 0;
-        for (size_t i = a; i < b; i++) s += (double)G[i] * G[i];
-        part[c] = s;
-    }
-    double s = 0;
-    for (int c = 0; c < CHUNKS; c++) s += part[c];
-    return sqrt(s);
-}
-
-void lmt_scale(float *G, size_t n, float s) {
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) G[i] *= s;
 }
 
 double lmt_lr_at(int64_t step, int64_t total, int64_t warmup, double lr, double min_ratio) {

@@ -1,11 +1,11 @@
 /* Internals of AP-MAE shared by src/mae and its unit tests.
  *
- * The layer kernels and the network's forward/backward are written once in
- * net.inc over a scalar type R and compiled twice: float (net_f.c, what the
- * tool runs) and double (net_d.c, what the gradient checks run against finite
- * differences). Parameters and activations live in flat blocks of R; the
- * layout (parameter offsets) and the plan (activation offsets for one batch
- * shape) are type-independent. */
+ * The network's forward/backward is written once in net.inc over a scalar
+ * type R (nn/real.h) on the shared kernels of apmae/nn.h and compiled twice:
+ * float (net_f.c, what the tool runs) and double (net_d.c, what the gradient
+ * checks run against finite differences). Parameters and activations live
+ * in flat blocks of R; the layout (parameter offsets) and the plan
+ * (activation offsets for one batch shape) are type-independent. */
 #ifndef APMAE_MAE_INTERNAL_H
 #define APMAE_MAE_INTERNAL_H
 
@@ -84,18 +84,6 @@ struct ap_mae_work {
 void mae_visible_ids(const mae_layout *L, const int64_t *masked, int B, int M, int *vis);
 
 #define MAE_DECLARE(R, SUF)                                                                                       \
-    void mae_layernorm_fwd_##SUF(R *out, R *mean, R *rstd, const R *inp, const R *w, const R *b, int n, int C,   \
-                                 double eps);                                                                     \
-    void mae_layernorm_bwd_##SUF(R *dinp, R *dw, R *db, const R *dout, const R *inp, const R *w, const R *mean,  \
-                                 const R *rstd, int n, int C);                                                    \
-    void mae_linear_fwd_##SUF(R *out, const R *inp, const R *w, const R *b, int n, int cin, int cout);           \
-    void mae_linear_bwd_##SUF(R *dinp, R *dw, R *db, const R *dout, const R *inp, const R *w, int n, int cin,    \
-                              int cout);                                                                          \
-    void mae_attention_fwd_##SUF(R *out, R *att, const R *qkv, int B, int S, int H, int dh);                      \
-    void mae_attention_bwd_##SUF(R *dqkv, R *scratch, const R *dout, const R *qkv, const R *att, int B, int S,      \
-                                 int H, int dh);                                                                  \
-    void mae_gelu_fwd_##SUF(R *out, const R *inp, size_t n);                                                      \
-    void mae_gelu_bwd_##SUF(R *dinp, const R *inp, const R *dout, size_t n);                                      \
     void mae_forward_##SUF(const mae_layout *L, const mae_plan *pl, int compat, const R *P, R *A,               \
                            const float *scaled, const int64_t *masked, const int *vis, R *loss);                 \
     void mae_backward_##SUF(const mae_layout *L, const mae_plan *pl, int compat, const R *P, R *A,              \
@@ -103,10 +91,6 @@ void mae_visible_ids(const mae_layout *L, const int64_t *masked, int B, int M, i
     void mae_encode_##SUF(const mae_layout *L, const mae_plan *pl, int compat, const R *P, R *A,                \
                           const float *scaled, R *cls, R *mean);
 
-/* Kernel conventions: *_fwd overwrite their outputs. In *_bwd, parameter
- * gradients (dw, db) accumulate; layernorm_bwd accumulates into dinp (the
- * residual stream's gradient), the others overwrite it; NULL skips it.
- * attention_bwd needs B*H*S*S scratch (the size of att). */
 MAE_DECLARE(float, f)
 MAE_DECLARE(double, d)
 

@@ -1,5 +1,6 @@
 /* The parameter layout of AP-MAE (tensor names, shapes and offsets of
  * docs/mae.md, in checkpoint order), its initialisation, and the activation plan. */
+#include "apmae/nn.h"
 #include "internal.h"
 
 #include <math.h>
@@ -249,7 +250,7 @@ void mae_plan_init(mae_plan *pl, const mae_layout *L, int B, int Se, int M, int 
         pl->d_ln = carve(&cur, tok);
         pl->d_big = carve(&cur, big);
         pl->d_big2 = carve(&cur, big);
-        pl->d_att = carve(&cur, max2((size_t)B * L->enc.H * Se * Se, (size_t)B * L->dec.H * Sd * Sd));
+        pl->d_att = carve(&cur, ap_nn_attention_scratch((int)Smax));
     }
     pl->total = cur;
 }

@@ -1,6 +1,7 @@
 /* The AP-MAE model: create, load/save (config.json + model.safetensors),
- * masked forward, encoding, and the training step (backward + AdamW). */
+ * masked forward, encoding, and the training step (backward, then AdamW). */
 #include "apmae/io.h"
+#include "apmae/nn.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -225,21 +226,9 @@ double ap_mae_cosine_lr(double base_lr, int64_t step, int64_t cycle) {
     return base_lr * 0.5 * (1.0 + cos(M_PI * t));
 }
 
-/* PyTorch's AdamW: decoupled decay, bias-corrected moments. */
-static void adamw(ap_mae_model *m, double lr) {
-    const float b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.05f;
-    m->adam_step++;
-    const float c1 = (float)(1.0 - pow(b1, (double)m->adam_step));
-    const float c2 = (float)(1.0 - pow(b2, (double)m->adam_step));
-    const float flr = (float)lr;
-    float *p = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < m->nparams; i++) {
-        mm[i] = b1 * mm[i] + (1 - b1) * g[i];
-        vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i];
-        p[i] -= flr * (wd * p[i] + (mm[i] / c1) / (sqrtf(vv[i] / c2) + eps));
-    }
-}
+/* PyTorch's AdamW with the published training's settings: weight decay on
+ * every parameter. */
+static const ap_nn_adamw k_adamw = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05};
 
 static ap_status train_buffers(ap_mae_model *m, int B, int M, ap_error *err) {
     ap_mae_work *w = m->work;
@@ -258,8 +247,8 @@ static ap_status train_buffers(ap_mae_model *m, int B, int M, ap_error *err) {
     return st;
 }
 
-ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M,
-                            ap_rng *rng, double lr, float *loss, ap_error *err) {
+ap_status ap_mae_grad(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M, ap_rng *rng,
+                      float *loss, ap_error *err) {
     ap_mae_work *w = m->work;
     if (!masked) M = ap_mae_num_masked(&m->cfg);
     ap_status st = check_batch(B, err);
@@ -277,6 +266,18 @@ ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const
     if (loss) *loss = (float)(sum / B);
     memset(m->grads, 0, m->nparams * sizeof(float));
     mae_backward_f(&w->L, &w->plan, m->compat_reference, m->params, w->acts, masked, w->vis, m->grads);
-    adamw(m, lr);
     return AP_OK;
+}
+
+ap_status ap_mae_adamw_step(ap_mae_model *m, double lr, ap_error *err) {
+    if (!m->grads) return ap_fail(err, AP_ERR_ARG, "AP-MAE: an AdamW step needs the gradients of ap_mae_grad first");
+    m->adam_step++;
+    ap_nn_adamw_step(&k_adamw, m->params, m->grads, m->adam_m, m->adam_v, m->nparams, m->adam_step, lr);
+    return AP_OK;
+}
+
+ap_status ap_mae_train_step(ap_mae_model *m, const float *patterns, int B, const int64_t *masked, int M,
+                            ap_rng *rng, double lr, float *loss, ap_error *err) {
+    ap_status st = ap_mae_grad(m, patterns, B, masked, M, rng, loss, err);
+    return st ? st : ap_mae_adamw_step(m, lr, err);
 }
