@@ -16,6 +16,24 @@ const char *ap_metric_name(ap_metric m);
 
 /* ---- UMAP ------------------------------------------------------------------------------------ */
 
+/* AP_ERR_ARG naming `what` (e.g. "x") and the first row and column holding
+ * NaN or an infinity; AP_OK when every value of x [n, d] is finite. */
+ap_status ap_check_finite(const float *x, int64_t n, int d, const char *what, ap_error *err);
+
+/* k nearest neighbours. Up to AP_KNN_EXACT_MAX_N points the search is exact
+ * (distances through BLAS products); above it approximate (random-projection
+ * trees refined by NN-descent), see docs/analysis.md. */
+#define AP_KNN_EXACT_MAX_N 20000
+typedef enum ap_knn_method { AP_KNN_AUTO = 0, AP_KNN_EXACT, AP_KNN_APPROX } ap_knn_method;
+
+/* The k nearest points of every row of x [n, d]: idx [n, k], dist [n, k].
+ * Row i lists i itself first (distance 0), then the k-1 nearest other points
+ * by increasing distance, ties by index. Euclidean distance, or cosine
+ * distance 1 - cos(x_i, x_j) (a row of norm 0 is then an error). 1 <= k <= n;
+ * seed drives the approximate search only. */
+ap_status ap_knn(const float *x, int64_t n, int d, int k, ap_metric metric, ap_knn_method method, uint64_t seed,
+                 int32_t *idx, float *dist, ap_error *err);
+
 typedef struct ap_umap_params {
     int n_components;  /* output dimension (8) */
     int n_neighbors;   /* k of the kNN graph, the point itself included (20) */
