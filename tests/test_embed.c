@@ -117,14 +117,18 @@ static void test_store_api(void **state) {
     assert_int_equal(ap_store_embed_drop(s, tu_err()), AP_ERR_ARG); /* read-only */
     TU_OK(ap_store_close(s, tu_err()));
 
-    /* dropped (and committed), another AP-MAE's embeddings can begin */
+    /* dropped (and committed) with the clusters made from them, another AP-MAE's embeddings can begin */
     TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    TU_OK(ap_store_clusters_begin(s, "{}", tu_err()));
+    TU_OK(ap_store_commit(s, tu_err()));
     TU_OK(ap_store_embed_drop(s, tu_err()));
     assert_null(ap_store_embed_info_of(s));
+    assert_null(ap_store_clusters_info_of(s));
     assert_int_equal(ap_store_embedded(s), 0);
     TU_OK(ap_store_close(s, tu_err()));
     TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
     assert_null(ap_store_embed_info_of(s));
+    assert_null(ap_store_clusters_info_of(s));
     assert_int_equal(ap_store_count(s), 3);
     other = info;
     other.model_hash = "fedcba9876543210";

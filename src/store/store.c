@@ -1007,6 +1007,9 @@ ap_status ap_store_embed_drop(ap_store *s, ap_error *err) {
     if (s->meta.m.no_patterns)
         return ap_fail(err, AP_ERR_ARG, "%s keeps no patterns, only their embeddings: dropping them would leave "
                        "nothing", s->path);
+    /* the clusters were made from these embeddings */
+    ap_status st = ap_store_clusters_drop(s, err);
+    if (st != AP_OK) return st;
     ap_emb_free(s->emb);
     s->emb = NULL;
     if (H5Ldelete(s->file, "embeddings", H5P_DEFAULT) < 0) {
