@@ -72,6 +72,8 @@ typedef enum ap_study_stage {
 } ap_study_stage;
 
 const char *ap_study_stage_name(ap_study_stage s);
+/* 1 when this build of apmae has the part the stage runs. */
+int ap_study_stage_available(ap_study_stage s);
 /* Returns 0 and sets *s when name is a stage, -1 otherwise. */
 int ap_study_stage_from_name(const char *name, ap_study_stage *s);
 

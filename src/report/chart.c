@@ -195,7 +195,10 @@ void rp_svg_bar_chart(rp_out *o, const rp_bar_chart *c) {
     const double W = 720, bar = 12, gap = 10, mb = 46;
     double label_w = 0;
     for (size_t i = 0; i < c->ncat; i++) label_w = fmax(label_w, 7.0 * (double)strlen(c->categories[i]));
-    const double ml = fmin(fmax(label_w + 14, 60), 240), mr = 64, mt = c->nseries > 1 ? 34 + 16.0 * c->nseries : 34;
+    /* the legend, then the reference line's label, above the bars */
+    const double legend_h = c->nseries > 1 ? 16.0 * (double)c->nseries + 12 : 0;
+    const double ref_h = !isnan(c->reference) && c->reference_label ? 14 : 0;
+    const double ml = fmin(fmax(label_w + 14, 60), 240), mr = 64, mt = 34 + legend_h + ref_h;
     const double group = bar * (double)c->nseries + gap, H = mt + group * (double)c->ncat + mb;
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < c->ncat * c->nseries; i++) {

@@ -35,8 +35,13 @@ static void pct(rp_out *o, double v) {
     else rp_printf(o, "%.1f", 100 * v);
 }
 
+static int skipped(const cJSON *t) { return cJSON_GetStringValue(obj(t, "skipped")) != NULL; }
+
+/* The runs that were not skipped (the table lists those that were). */
 static void accuracy_chart(rp_out *o, const cJSON *tasks) {
-    int n = cJSON_GetArraySize(tasks);
+    int n = 0;
+    for (const cJSON *t = tasks->child; t; t = t->next) n += !skipped(t);
+    if (n == 0) return;
     const char **cats = calloc((size_t)n, sizeof *cats);
     double *v = calloc((size_t)n * 4, sizeof *v), *lo = calloc((size_t)n * 4, sizeof *lo);
     double *hi = calloc((size_t)n * 4, sizeof *hi);
@@ -44,7 +49,8 @@ static void accuracy_chart(rp_out *o, const cJSON *tasks) {
         o->st = ap_fail(o->err, AP_ERR_NOMEM, "out of memory");
     } else {
         int i = 0;
-        for (const cJSON *t = tasks->child; t; t = t->next, i++) {
+        for (const cJSON *t = tasks->child; t; t = t->next) {
+            if (skipped(t)) continue;
             run_figures f = figures_of(t);
             cats[i] = t->string;
             double row[4][3] = {{f.acc, f.lo, f.hi},
@@ -53,6 +59,7 @@ static void accuracy_chart(rp_out *o, const cJSON *tasks) {
                                 {f.majority, NAN, NAN}};
             for (int k = 0; k < 4; k++)
                 v[i * 4 + k] = 100 * row[k][0], lo[i * 4 + k] = 100 * row[k][1], hi[i * 4 + k] = 100 * row[k][2];
+            i++;
         }
         const char *series[4] = {"clusters, test split (95% interval)", "clusters, cross-validation (mean ± sd)",
                                  "LM-confidence baseline", "majority baseline"};
@@ -80,10 +87,10 @@ static void accuracy_table(rp_out *o, const cJSON *tasks) {
         rp_raw(o, "<tr><td>");
         rp_text(o, t->string);
         rp_printf(o, "</td><td class=\"num\">%.0f (%.0f)</td>", num(t, "n"), num(t, "n_correct"));
-        const char *skipped = cJSON_GetStringValue(obj(t, "skipped"));
-        if (skipped) {
+        const char *why = cJSON_GetStringValue(obj(t, "skipped"));
+        if (why) {
             rp_raw(o, "<td colspan=\"7\" class=\"note\">skipped: ");
-            rp_text(o, skipped);
+            rp_text(o, why);
             rp_raw(o, "</td></tr>\n");
             continue;
         }

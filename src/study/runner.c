@@ -141,6 +141,8 @@ static ap_status load_record(runner *r, ap_error *err) {
 
 static int available(int s) { return k_study_stages[s].run != NULL; }
 
+int ap_study_stage_available(ap_study_stage s) { return (unsigned)s < AP_STAGE_COUNT && available((int)s); }
+
 static ap_status describe_all(runner *r, ap_error *err) {
     for (int s = 0; s < AP_STAGE_COUNT; s++) {
         const stage_def *d = &k_study_stages[s];

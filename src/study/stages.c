@@ -385,16 +385,21 @@ static ap_status classify_describe(const study_ctx *c, cJSON *o, ap_error *err) 
     return AP_OK;
 }
 
-/* The pooled run's accuracy beside the LM-confidence baseline, from results.json. */
+/* The pooled run's accuracy beside its baselines, from results.json: the
+ * cross-validation's when there is one (the test split is small). */
 static void classify_summary(const char *results, char summary[256]) {
     cJSON *r = NULL;
     if (ap_json_load(results, &r, NULL)) return;
     const cJSON *all = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tasks"), "all");
     const cJSON *cv = cJSON_GetObjectItemCaseSensitive(all, "cv");
-    const cJSON *base = cJSON_GetObjectItemCaseSensitive(all, "baselines");
-    snprintf(summary, 256, "all tasks pooled: test accuracy %.1f%%, cross-validation %.1f%% (confidence baseline %.1f%%)",
-             100 * num(all, "accuracy"), 100 * num(cv, "mean"),
-             100 * num(cJSON_GetObjectItemCaseSensitive(base, "confidence"), "accuracy"));
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(cv ? cv : all, "baselines");
+    const char *skipped = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(all, "skipped"));
+    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(base, "confidence");
+    if (skipped) snprintf(summary, 256, "all tasks pooled: skipped (%s)", skipped);
+    else
+        snprintf(summary, 256, "all tasks pooled: %s accuracy %.1f%% (majority %.1f%%, LM confidence %.1f%%)",
+                 cv ? "cross-validated" : "test", 100 * num(cv ? cv : all, cv ? "mean" : "accuracy"),
+                 100 * num(base, "majority"), 100 * (cJSON_IsNumber(conf) ? conf->valuedouble : num(conf, "accuracy")));
     cJSON_Delete(r);
 }
 
