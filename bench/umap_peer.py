@@ -1,6 +1,8 @@
 """UMAP benchmark peer (bench/cluster_bench.sh): apmae's UMAP (through
 build/tests/umap_tool) against umap-learn on the same points, runs
 alternating, same thread count; wall time and trustworthiness of both.
+With --apmae, also HDBSCAN and the per-head UMAP + HDBSCAN against R's
+dbscan (bench/cluster_peer.py).
 
 Data: n points in d dimensions drawn around `clusters` random centres on the
 unit sphere (Gaussian noise of sd `noise` per coordinate, then renormalised),
@@ -22,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import safetensors_io  # noqa: E402
+from cluster_peer import hdbscan_rows  # noqa: E402
 
 
 def sphere_blobs(n, d, clusters, noise, seed):
@@ -57,6 +60,7 @@ def run_umap_learn(x, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True, help="path of build/tests/umap_tool")
+    ap.add_argument("--apmae", help="path of build/bin/apmae: also the HDBSCAN rows (bench/cluster_peer.py)")
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 4000])
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--clusters", type=int, default=10)
@@ -85,13 +89,14 @@ def main():
             c_s, py_s = float(np.median(c_times)), float(np.median(py_times))
             c_tw = trustworthiness(x, c_emb, n_neighbors=10, metric="cosine")
             py_tw = trustworthiness(x, py_emb, n_neighbors=10, metric="cosine")
-            # ---- HDBSCAN on both embeddings and the combined per-head time and ARI go here ----
             row = {"bench": "umap", "n": n, "d": args.d, "threads": threads, "reps": args.reps,
                    "apmae_s": round(c_s, 3), "umap_learn_s": round(py_s, 3), "speedup": round(py_s / c_s, 2),
                    "apmae_trust": round(float(c_tw), 4), "umap_learn_trust": round(float(py_tw), 4)}
             print(json.dumps(row), flush=True)
             print(f"| UMAP n={n}, d={args.d}, cosine | {threads} | {c_s:.2f} s | {py_s:.2f} s | {py_s / c_s:.1f}x "
                   f"| {c_tw:.4f} | {py_tw:.4f} |", flush=True)
+            if args.apmae:
+                hdbscan_rows(args.apmae, x, labels, py_emb, p, args.reps, tmp, run_umap_learn)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@
 #include "apmae/mae.h"
 #include "apmae/store.h"
 
-static const char k_model[] = "fixtures/lm/f32_gqa_untied"; /* vocab 101, 2 layers x 4 heads, 64 positions */
+static const char *const k_model = "fixtures/lm/f32_gqa_untied"; /* vocab 101, 2 layers x 4 heads, 64 positions */
 
 /* A scenarios file: every 5th line is noise (no label), tasks alternate. */
 static inline char *write_scenarios(const char *name, int lines, int n_tokens, uint64_t seed) {
@@ -114,6 +114,24 @@ static inline void assert_stores_equal(const char *a_path, const char *b_path) {
     free(pa), free(pb), free(ea), free(eb), free(ia), free(ib);
     TU_OK(ap_store_close(a, tu_err()));
     TU_OK(ap_store_close(b, tu_err()));
+}
+
+static inline void copy_file(const char *from, const char *to) {
+    char *data = NULL;
+    size_t len = 0;
+    TU_OK(ap_read_file(from, &data, &len, tu_err()));
+    tu_write_file(to, data, len);
+    free(data);
+}
+
+/* The store at work (and no journal) as the one at base: a kill test's
+ * starting state. */
+static inline void restore_store(const char *base, const char *work) {
+    char *j = malloc(strlen(work) + 16);
+    sprintf(j, "%s-journal", work);
+    unlink(j);
+    free(j);
+    copy_file(base, work);
 }
 
 /* Run apmae with argv (argv[0] "apmae", NULL-terminated). Its stderr goes

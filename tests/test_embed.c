@@ -394,21 +394,7 @@ static void test_streaming(void **state) {
 
 static char *g_base, *g_work; /* store embed: the store to encode, and the copy being encoded */
 
-static void copy_file(const char *from, const char *to) {
-    char *data = NULL;
-    size_t len = 0;
-    TU_OK(ap_read_file(from, &data, &len, tu_err()));
-    tu_write_file(to, data, len);
-    free(data);
-}
-
-static void reset_embed(void) {
-    char *j = malloc(strlen(g_work) + 16);
-    sprintf(j, "%s-journal", g_work);
-    unlink(j);
-    free(j);
-    copy_file(g_base, g_work);
-}
+static void reset_embed(void) { restore_store(g_base, g_work); }
 
 static void reset_extract(void) {
     char *j = malloc(strlen(g_work) + 16);

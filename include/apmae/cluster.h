@@ -9,6 +9,7 @@
 #define APMAE_CLUSTER_H
 
 #include "apmae/base.h"
+#include "apmae/store.h"
 
 typedef enum ap_metric { AP_METRIC_EUCLIDEAN = 0, AP_METRIC_COSINE } ap_metric;
 ap_status ap_metric_parse(const char *s, ap_metric *out, ap_error *err);
@@ -63,5 +64,83 @@ void ap_hdbscan_params_default(ap_hdbscan_params *p);
  * (GLOSH scores, may be NULL). *nclusters may be NULL. */
 ap_status ap_hdbscan(const float *x, int64_t n, int d, const ap_hdbscan_params *p, int32_t *labels, float *outlier,
                      int *nclusters, ap_error *err);
+
+/* ---- UMAP + HDBSCAN on one matrix ----------------------------------------------------------- */
+
+typedef struct ap_cluster_params {
+    ap_umap_params umap;       /* its seed is the run's seed */
+    int no_umap;               /* cluster x itself */
+    ap_hdbscan_params hdbscan;
+    double jitter;             /* exact duplicate rows get this times a standard normal per entry (1e-3) */
+} ap_cluster_params;
+/* UMAP and HDBSCAN defaults (docs/analysis.md), jitter 1e-3. */
+void ap_cluster_params_default(ap_cluster_params *p);
+
+/* Cluster x [n, d] (changed in place: every exact copy of an earlier row
+ * gets the jitter, drawn from seed and the row's index): UMAP into
+ * embedding [n, umap.n_components] unless no_umap (then embedding is unused
+ * and may be NULL), then HDBSCAN on that (or on x): labels [n]. */
+ap_status ap_cluster_matrix(float *x, int64_t n, int d, const ap_cluster_params *p, int32_t *labels, float *embedding,
+                            int *nclusters, ap_error *err);
+
+/* *medoid: the member (row of space [n, d]) with the smallest sum of
+ * euclidean distances to the other members (ties: the lowest row). Exact
+ * up to 512 members; above, the 512 members nearest the members' mean are
+ * the candidates. */
+ap_status ap_cluster_medoid(const float *space, int d, const int64_t *members, int64_t count, int64_t *medoid,
+                            ap_error *err);
+
+/* ---- naming clusters (docs/analysis.md "Clusters") ------------------------------------------- */
+
+/* The measures of one pattern tri [N(N+1)/2] (lower triangle, row-major)
+ * given its input ids [N] and the ids of <fim_prefix>, <fim_suffix> and
+ * <fim_middle> (-1 when unknown): shares of the mass of rows 1..N-1. With
+ * full = 0 the stripes and entropy measures (O(N²), with logarithms) are
+ * left 0. col: scratch [N]. */
+void ap_pattern_measures(const float *tri, int N, const int32_t *input_ids, const int32_t fim_ids[3], int full,
+                         double *col, double m[AP_CLUSTER_MEASURES]);
+/* A readable kind from a cluster's (averaged) measures: "sink", "previous",
+ * "sink+local", "diffuse", "mixed", ... */
+void ap_cluster_kind(const float m[AP_CLUSTER_MEASURES], char *kind, size_t cap);
+
+/* A PNG with a row per cluster of head (layer, head): its medoid's pattern
+ * and its mean pattern side by side (each drawn like ap_pattern_write_png,
+ * at least 256 pixels wide). The head must have its cluster summary and
+ * the store its patterns. */
+ap_status ap_cluster_sheet_png(ap_store *s, int layer, int head, const char *path, ap_error *err);
+
+/* ---- every head of a store (apmae cluster --store) ------------------------------------------ */
+
+typedef struct ap_cluster_store_options {
+    const char *store_path;
+    int use_mean;              /* cluster /embeddings/mean instead of /embeddings/cls */
+    const int32_t *heads;      /* (layer, head) pairs to cluster, nheads of them; NULL: every head */
+    int nheads;
+    ap_cluster_params params;  /* params.umap.seed: the run's seed (UMAP and the jitter) */
+    int32_t fim_ids[3];        /* token ids of <fim_prefix>, <fim_suffix>, <fim_middle> (-1: unknown) */
+    int threads;               /* heads clustered at once (0: ap_num_threads()) */
+} ap_cluster_store_options;
+void ap_cluster_store_options_default(ap_cluster_store_options *o);
+
+typedef struct ap_cluster_store_report {
+    int heads;          /* selected */
+    int already_done;   /* of them, done by an earlier run of the same options */
+    int done;           /* clustered by this call */
+    int64_t samples;
+    double seconds;
+} ap_cluster_store_report;
+
+/* Cluster every selected head of the store's committed samples into its
+ * /clusters (docs/store.md "Clusters"): the head's embeddings, UMAP +
+ * HDBSCAN, each cluster's size, medoid, mean pattern, measures and kind.
+ * Heads run in parallel, each committed when done, so a killed run loses
+ * only the heads in flight and the same call continues. A run with other
+ * options replaces the store's clusters. */
+ap_status ap_cluster_store(const ap_cluster_store_options *o, ap_cluster_store_report *rep, ap_error *err);
+
+/* The options of a store run as the JSON recorded in /clusters (params),
+ * the FIM token ids included: malloc'ed. Heads and threads are not part of
+ * it. */
+char *ap_cluster_params_json(const ap_cluster_store_options *o, ap_error *err);
 
 #endif

@@ -179,6 +179,10 @@ int64_t ap_store_embedded(const ap_store *s);
 ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err);
 /* Sample i's embeddings, i < E: cls and/or mean [L, H, D] (either may be NULL). */
 ap_status ap_store_read_embeddings(ap_store *s, int64_t i, float *cls, float *mean, ap_error *err);
+/* One head's embeddings of samples 0..count-1 (count <= E): out [count, D],
+ * the cls slot (use_mean 0) or the mean of the slots (use_mean 1). */
+ap_status ap_store_read_head_embeddings(ap_store *s, int layer, int head, int use_mean, int64_t count, float *out,
+                                        ap_error *err);
 
 /* ---- Clusters (docs/store.md "Clusters", docs/analysis.md "Clusters") ----
  *
@@ -223,8 +227,9 @@ typedef enum ap_cluster_measure {
     AP_MEASURE_SELF,     /* on the diagonal */
     AP_MEASURE_PREVIOUS, /* on the token just before */
     AP_MEASURE_LOCAL,    /* on the few tokens before that */
-    AP_MEASURE_FIM,      /* on the sample's <fim_suffix> / <fim_middle> / later <fim_prefix> positions */
-    AP_MEASURE_STRIPES,  /* on the few content columns that take the most of the rest */
+    AP_MEASURE_FIM,      /* on the sample's <fim_*> token positions other than 0 */
+    AP_MEASURE_CONTENT,  /* on every other token: the rest of the row */
+    AP_MEASURE_STRIPES,  /* on the few content tokens that take the most of it */
     AP_MEASURE_ENTROPY,  /* row entropy / log(row length): 1 = uniform */
     AP_CLUSTER_MEASURES
 } ap_cluster_measure;
@@ -294,6 +299,10 @@ ap_status ap_select_heads(const ap_head_sel *sel, int num_layers, int num_heads,
  * through the viridis colour map, the upper triangle white; each entry is a
  * zoom×zoom block (zoom >= 1). Written atomically. */
 ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom, ap_error *err);
+
+/* The same drawing into an RGB image: the N*zoom x N*zoom square whose top
+ * left pixel is rgb[0], rows stride bytes apart. */
+void ap_pattern_render(const float *P, int N, int zoom, unsigned char *rgb, size_t stride);
 
 /* The viridis colour map at t in [0, 1] (clamped): its nine published
  * anchor colours, interpolated in the Oklab perceptual space. */

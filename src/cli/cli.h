@@ -136,6 +136,7 @@ int cmd_mae(int argc, char **argv);
 int cmd_mine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_classify(int argc, char **argv);

@@ -28,8 +28,8 @@ struct ap_clusters {
     ap_store_clusters_info info;
 };
 
-static const char *const k_measure_names[AP_CLUSTER_MEASURES] = {"sink", "self", "previous", "local",
-                                                                  "fim", "stripes", "entropy"};
+static const char *const k_measure_names[AP_CLUSTER_MEASURES] = {"sink", "self",    "previous", "local",
+                                                                  "fim",  "content", "stripes",  "entropy"};
 
 const char *ap_cluster_measure_name(int m) {
     return m >= 0 && m < AP_CLUSTER_MEASURES ? k_measure_names[m] : "?";

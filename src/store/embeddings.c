@@ -185,3 +185,20 @@ ap_status ap_emb_read(ap_emb *e, int64_t i, float *cls, float *mean, ap_error *e
 int64_t ap_emb_storage(const ap_emb *e) {
     return (int64_t)H5Dget_storage_size(e->d_cls) + (int64_t)H5Dget_storage_size(e->d_mean);
 }
+
+ap_status ap_emb_read_head(ap_emb *e, int layer, int head, int mean, int64_t count, float *out, ap_error *err) {
+    hid_t d = mean ? e->d_mean : e->d_cls;
+    hsize_t start[4] = {0, (hsize_t)layer, (hsize_t)head, 0}, cnt[4] = {(hsize_t)count, 1, 1, (hsize_t)e->D};
+    hsize_t mdim[2] = {(hsize_t)count, (hsize_t)e->D};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, mdim, NULL);
+    herr_t r = fs >= 0 && ms >= 0 ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) : -1;
+    if (r >= 0) r = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    if (r < 0) {
+        char what[600];
+        snprintf(what, sizeof what, "%s: cannot read the embeddings of layer %d head %d", e->path, layer, head);
+        return ap_h5_fail(err, AP_ERR_FORMAT, what);
+    }
+    return AP_OK;
+}

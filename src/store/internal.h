@@ -138,6 +138,8 @@ int64_t ap_emb_count(const ap_emb *e);
 /* Write row E (cls, mean [L, H, D]) and extend both datasets to E + 1. */
 ap_status ap_emb_append(ap_emb *e, const float *cls, const float *mean, ap_error *err);
 ap_status ap_emb_read(ap_emb *e, int64_t i, float *cls, float *mean, ap_error *err);
+/* Rows 0..count-1 of one head, cls (mean = 0) or mean: out [count, D]. */
+ap_status ap_emb_read_head(ap_emb *e, int layer, int head, int mean, int64_t count, float *out, ap_error *err);
 /* Stored bytes of both datasets. */
 int64_t ap_emb_storage(const ap_emb *e);
 /* Close the datasets and free; NULL is a no-op. */

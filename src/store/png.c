@@ -54,9 +54,7 @@ void ap_viridis(double t, unsigned char rgb[3]) {
     from_oklab(mix, rgb);
 }
 
-ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom, ap_error *err) {
-    if (N < 1 || zoom < 1 || (size_t)N * (size_t)zoom > 1 << 15)
-        return ap_fail(err, AP_ERR_ARG, "%s: cannot draw a %dx%d pattern at zoom %d", path, N, N, zoom);
+void ap_pattern_render(const float *P, int N, int zoom, unsigned char *rgb, size_t stride) {
     /* The scaler's m: the smallest log of a non-zero entry of the triangle. */
     double m = 0;
     for (int i = 0; i < N; i++)
@@ -66,11 +64,9 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
         }
     unsigned char lut[256][3];
     for (int v = 0; v < 256; v++) ap_viridis(v / 255.0, lut[v]);
-    size_t W = (size_t)N * (size_t)zoom, stride = 3 * W;
-    unsigned char *pix = ap_malloc(stride * W, err);
-    if (!pix) return err ? err->code : AP_ERR_NOMEM;
+    size_t W = (size_t)N * (size_t)zoom;
     for (int i = 0; i < N; i++) {
-        unsigned char *row = pix + (size_t)i * zoom * stride;
+        unsigned char *row = rgb + (size_t)i * zoom * stride;
         for (int j = 0; j < N; j++) {
             static const unsigned char white[3] = {255, 255, 255};
             const unsigned char *c = white;
@@ -81,8 +77,17 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
             }
             for (int z = 0; z < zoom; z++) memcpy(row + 3 * ((size_t)j * zoom + z), c, 3);
         }
-        for (int z = 1; z < zoom; z++) memcpy(row + z * stride, row, stride);
+        for (int z = 1; z < zoom; z++) memcpy(row + z * stride, row, 3 * W);
     }
+}
+
+ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom, ap_error *err) {
+    if (N < 1 || zoom < 1 || (size_t)N * (size_t)zoom > 1 << 15)
+        return ap_fail(err, AP_ERR_ARG, "%s: cannot draw a %dx%d pattern at zoom %d", path, N, N, zoom);
+    size_t W = (size_t)N * (size_t)zoom, stride = 3 * W;
+    unsigned char *pix = ap_malloc(stride * W, err);
+    if (!pix) return err ? err->code : AP_ERR_NOMEM;
+    ap_pattern_render(P, N, zoom, pix, stride);
     ap_status st = ap_png_write_rgb(path, pix, (int)W, (int)W, err);
     free(pix);
     return st;

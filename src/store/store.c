@@ -1048,6 +1048,18 @@ ap_status ap_store_read_embeddings(ap_store *s, int64_t i, float *cls, float *me
     return ap_emb_read(s->emb, i, cls, mean, err);
 }
 
+ap_status ap_store_read_head_embeddings(ap_store *s, int layer, int head, int use_mean, int64_t count, float *out,
+                                        ap_error *err) {
+    const ap_store_meta *m = &s->meta.m;
+    if (layer < 0 || layer >= m->num_layers || head < 0 || head >= m->num_heads)
+        return ap_fail(err, AP_ERR_RANGE, "%s: layer %d head %d is out of range (%d layers x %d heads)", s->path, layer,
+                       head, m->num_layers, m->num_heads);
+    if (count < 0 || count > ap_store_embedded(s))
+        return ap_fail(err, AP_ERR_RANGE, "%s: %lld samples asked for, but %lld have embeddings%s", s->path,
+                       (long long)count, (long long)ap_store_embedded(s), s->emb ? "" : "; run 'apmae store embed'");
+    return count ? ap_emb_read_head(s->emb, layer, head, use_mean, count, out, err) : AP_OK;
+}
+
 /* ---- copying between stores ---- */
 
 static ap_status check_same_layout(const ap_store *dst, const ap_store *src, ap_error *err) {
