@@ -1,11 +1,12 @@
 /* apmae study on a tiny config (tests/fixtures/study/): a whole run, what a
  * second run skips, which stages a changed option runs again, --from and
- * --only, a study killed during extraction that finishes with the results
- * of an uninterrupted one, and bad input. */
+ * --only, a study killed during extraction and one killed during clustering
+ * that finish with the results of an uninterrupted one, and bad input. */
 #define _POSIX_C_SOURCE 200809L
 #include <sys/file.h>
 
 #include "apmae/study.h"
+#include "cluster_synth.h"
 #include "extract_synth.h"
 
 #define CONFIG "fixtures/study/tiny.json"
@@ -68,14 +69,17 @@ static void assert_same_results(const char *dir) {
     assert_same_file(g_ref, dir, AP_STUDY_MAE_DIR "/model.safetensors");
     char *a = path_in(g_ref, AP_STUDY_STORE), *b = path_in(dir, AP_STUDY_STORE);
     assert_stores_equal(a, b);
-    free(a), free(b);
     cJSON *ea = load(g_ref, AP_STUDY_MAE_EVAL_DIR "/eval.json"), *eb = load(dir, AP_STUDY_MAE_EVAL_DIR "/eval.json");
     assert_true(cJSON_GetObjectItem(ea, "mse")->valuedouble == cJSON_GetObjectItem(eb, "mse")->valuedouble);
     assert_true(cJSON_Compare(cJSON_GetObjectItem(ea, "by_head"), cJSON_GetObjectItem(eb, "by_head"), 1));
     cJSON *la = load(g_ref, AP_STUDY_LM_EVAL), *lb = load(dir, AP_STUDY_LM_EVAL);
     assert_true(cJSON_Compare(cJSON_GetObjectItem(cJSON_GetObjectItem(la, "scenarios"), "tasks"),
                               cJSON_GetObjectItem(cJSON_GetObjectItem(lb, "scenarios"), "tasks"), 1));
-    cJSON_Delete(ea), cJSON_Delete(eb), cJSON_Delete(la), cJSON_Delete(lb);
+    assert_clusters_equal(a, b);
+    cJSON *ca = load(g_ref, AP_STUDY_CLASSIFY_DIR "/results.json"), *cb = load(dir, AP_STUDY_CLASSIFY_DIR "/results.json");
+    assert_true(cJSON_Compare(cJSON_GetObjectItem(ca, "tasks"), cJSON_GetObjectItem(cb, "tasks"), 1));
+    cJSON_Delete(ea), cJSON_Delete(eb), cJSON_Delete(la), cJSON_Delete(lb), cJSON_Delete(ca), cJSON_Delete(cb);
+    free(a), free(b);
 }
 
 static int setup_reference(void **state) {
@@ -112,7 +116,8 @@ static char *config_with(const char *name, const char *section, const char *fiel
 static void test_whole_study(void **state) {
     cJSON *rec = load(g_ref, AP_STUDY_RECORD);
     const cJSON *stages = cJSON_GetObjectItem(rec, "stages");
-    static const char *const done[] = {"mine", "extract", "mae-train", "mae-eval", "embed", "report"};
+    static const char *const done[] = {"mine", "extract", "mae-train", "mae-eval", "embed", "cluster", "classify",
+                                       "report"};
     for (size_t i = 0; i < sizeof done / sizeof *done; i++) {
         const cJSON *s = cJSON_GetObjectItem(stages, done[i]);
         assert_non_null(s);
@@ -141,10 +146,10 @@ static void test_whole_study(void **state) {
 static void test_second_run_skips(void **state) {
     char *dir = copy_of_ref("again"), *out;
     assert_int_equal(study(&out, dir, CONFIG, ""), 0);
-    static const char *const skipped[] = {"mine", "extract", "mae-train", "mae-eval", "embed"};
+    static const char *const skipped[] = {"mine", "extract", "mae-train", "mae-eval", "embed", "cluster", "classify"};
     for (size_t i = 0; i < sizeof skipped / sizeof *skipped; i++) assert_string_equal(action(out, skipped[i]), "skipped");
     assert_string_equal(action(out, "report"), "ran");
-    assert_string_equal(action(out, "cluster"), "missing");
+    assert_string_equal(action(out, "intervene"), "missing");
     free(out);
     assert_same_results(dir);
     free(dir);
@@ -162,6 +167,8 @@ static void test_changed_option(void **state) {
     assert_string_equal(action(out, "mae-train"), "ran");
     assert_string_equal(action(out, "mae-eval"), "ran");
     assert_string_equal(action(out, "embed"), "ran");
+    assert_string_equal(action(out, "cluster"), "ran");
+    assert_string_equal(action(out, "classify"), "ran");
     assert_non_null(strstr(out, "25 steps"));
     free(out);
     /* back to 20 steps: the same results as the reference */
@@ -205,10 +212,32 @@ static void test_from_and_only(void **state) {
     assert_int_equal(study(&out, dir, CONFIG, "--from embed"), 0);
     assert_string_equal(action(out, "mae-eval"), "skipped");
     assert_string_equal(action(out, "embed"), "ran");
+    assert_string_equal(action(out, "cluster"), "ran");
     assert_string_equal(action(out, "report"), "ran");
     free(out);
     assert_same_results(dir);
     free(dir);
+}
+
+/* Other clustering options: clustering and classification run again, and
+ * nothing upstream. */
+static void test_changed_cluster_option(void **state) {
+    char *dir = copy_of_ref("cluster-option"), *out;
+    char *cfg = config_with("min_samples.json", "cluster", "min_samples", cJSON_CreateNumber(10));
+    assert_int_equal(study(&out, dir, cfg, ""), 0);
+    assert_string_equal(action(out, "embed"), "skipped");
+    assert_string_equal(action(out, "cluster"), "ran");
+    assert_string_equal(action(out, "classify"), "ran");
+    free(out);
+    char *store = path_in(dir, AP_STUDY_STORE);
+    ap_store *s;
+    TU_OK(ap_store_open(store, AP_STORE_READ, &s, tu_err()));
+    assert_non_null(strstr(ap_store_clusters_info_of(s)->params, "\"min_samples\":10"));
+    TU_OK(ap_store_close(s, tu_err()));
+    assert_int_equal(study(&out, dir, CONFIG, ""), 0);
+    free(out);
+    assert_same_results(dir);
+    free(store), free(cfg), free(dir);
 }
 
 static int64_t committed_samples(const char *dir) {
@@ -249,6 +278,44 @@ static void test_killed_during_extraction(void **state) {
     free(dir);
 }
 
+static int heads_clustered(const char *dir) {
+    char *path = path_in(dir, AP_STUDY_STORE);
+    ap_store *s;
+    TU_OK(ap_store_open(path, AP_STORE_READ, &s, tu_err()));
+    const ap_store_clusters_info *ci = ap_store_clusters_info_of(s);
+    int n = ci ? ci->heads_done : 0;
+    TU_OK(ap_store_close(s, tu_err()));
+    free(path);
+    return n;
+}
+
+/* Killed (SIGKILL) once the clustering's progress line reports committed
+ * heads, and run again: the same results as the uninterrupted study. */
+static void test_killed_during_clustering(void **state) {
+    char *dir = NULL, *out;
+    char *argv[] = {"apmae", "study", "--out", NULL, "--config", CONFIG, "--from", "cluster", NULL};
+    const int heads = 8; /* 2 layers x 4 heads */
+    int partial = 0;
+    for (int round = 0; round < 5 && !partial; round++) {
+        free(dir);
+        dir = copy_of_ref("killed-cluster");
+        argv[3] = dir;
+        int64_t reported = kill_at_progress(argv, "cluster", round, 1 + rand() % (heads - 1), heads);
+        if (reported < 0 || strcmp(stage_state(dir, "cluster"), "running") != 0) continue;
+        int n = heads_clustered(dir);
+        assert_true(n >= reported);
+        partial = n < heads;
+    }
+    if (!partial) fail_msg("5 rounds and no kill left clustering partly done");
+    assert_int_equal(study(&out, dir, CONFIG, ""), 0);
+    assert_string_equal(action(out, "embed"), "skipped");
+    assert_string_equal(action(out, "cluster"), "resumed");
+    assert_string_equal(action(out, "classify"), "ran");
+    free(out);
+    assert_same_results(dir);
+    free(dir);
+}
+
 static void test_bad_input(void **state) {
     char *dir = tu_tmp_path("bad"), *out;
     tu_run(NULL, "rm -rf '%s'", dir);
@@ -284,7 +351,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_study),     cmocka_unit_test(test_second_run_skips),
         cmocka_unit_test(test_changed_option),  cmocka_unit_test(test_fixed_encoder),
-        cmocka_unit_test(test_from_and_only),   cmocka_unit_test(test_killed_during_extraction),
+        cmocka_unit_test(test_changed_cluster_option), cmocka_unit_test(test_from_and_only),
+        cmocka_unit_test(test_killed_during_extraction), cmocka_unit_test(test_killed_during_clustering),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup_reference, NULL);

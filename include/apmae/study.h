@@ -12,7 +12,8 @@
  * stage done with the same options is skipped; a stage whose options (or an
  * upstream stage's) changed starts over, and so does every stage that reads
  * from it; a stage that was running when the study was killed continues
- * through its own resumability (extraction, AP-MAE training, encoding). */
+ * through its own resumability (extraction, AP-MAE training, encoding,
+ * clustering). */
 #ifndef APMAE_STUDY_H
 #define APMAE_STUDY_H
 
@@ -40,6 +41,11 @@ typedef struct ap_study_config {
         int64_t steps, batch, seed, figures, eval_patterns;
         double holdout;
     } mae;
+    struct {
+        char *embedding, *metric; /* cls|mean; cosine|euclidean (UMAP's input space) */
+        int64_t umap_components, umap_neighbors, min_samples, min_cluster_size, seed;
+        double umap_min_dist;
+    } cluster;
     struct {
         char *tasks;
         int64_t seed, folds, repeats;

@@ -1,13 +1,14 @@
 /* The stages of the study (docs/study.md), each through the library part
  * that does the work: mining, extraction (with the LM's accuracy over every
- * mined scenario), AP-MAE training and evaluation, encoding, the report,
- * classification. Clustering and interventions are slots for parts not in
+ * mined scenario), AP-MAE training and evaluation, encoding, clustering,
+ * classification, the report. Interventions are a slot for a part not in
  * this build yet. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apmae/classify.h"
+#include "apmae/cluster.h"
 #include "apmae/extract.h"
 #include "apmae/lm_train.h"
 #include "apmae/mae_train.h"
@@ -369,6 +370,97 @@ static ap_status embed_run(const study_ctx *c, int fresh, char summary[256], ap_
     return st;
 }
 
+/* ---- cluster ------------------------------------------------------------------------------------- */
+
+static unsigned cluster_deps(const ap_study_config *cfg) {
+    return STAGE_BIT(AP_STAGE_EXTRACT) | STAGE_BIT(AP_STAGE_EMBED);
+}
+
+static ap_status cluster_describe(const study_ctx *c, cJSON *o, ap_error *err) {
+    const ap_study_config *cfg = c->cfg;
+    add_str(o, "embedding", cfg->cluster.embedding);
+    add_int(o, "umap_components", cfg->cluster.umap_components);
+    add_int(o, "umap_neighbors", cfg->cluster.umap_neighbors);
+    cJSON_AddNumberToObject(o, "umap_min_dist", cfg->cluster.umap_min_dist);
+    add_str(o, "metric", cfg->cluster.metric);
+    add_int(o, "min_samples", cfg->cluster.min_samples);
+    add_int(o, "min_cluster_size", cfg->cluster.min_cluster_size);
+    add_int(o, "seed", cfg->cluster.seed);
+    return AP_OK;
+}
+
+/* The ids of <fim_prefix>, <fim_suffix>, <fim_middle> in the model's
+ * tokenizer (-1 where it has none): the kinds of clusters measure the
+ * attention on them. */
+static ap_status fim_ids(const char *tokenizer, int32_t ids[3], ap_error *err) {
+    ap_tokenizer *tok;
+    ap_status st = ap_tokenizer_load(tokenizer, &tok, err);
+    if (st) return st;
+    static const char *const names[3] = {"<fim_prefix>", "<fim_suffix>", "<fim_middle>"};
+    for (int k = 0; k < 3; k++) ids[k] = ap_tokenizer_token_id(tok, names[k]);
+    ap_tokenizer_free(tok);
+    return AP_OK;
+}
+
+/* The same options on the same store continue a clustering run: starting
+ * over drops it first. */
+static ap_status drop_clusters(const char *store, ap_error *err) {
+    ap_store *s;
+    ap_status st = ap_store_open(store, AP_STORE_APPEND, &s, err);
+    if (!st) st = ap_store_clusters_drop(s, err);
+    ap_status cst = ap_store_close(s, st ? NULL : err);
+    return st ? st : cst;
+}
+
+/* Clusters per head (range and mean) and the share of noise labels. */
+static ap_status cluster_summary(const char *store, char summary[256], ap_error *err) {
+    ap_store *s;
+    ap_status st = ap_store_open(store, AP_STORE_READ, &s, err);
+    if (st) return st;
+    const ap_store_clusters_info *ci = ap_store_clusters_info_of(s);
+    const ap_store_meta *m = ap_store_get_meta(s);
+    int heads = m->num_layers * m->num_heads, lo = INT32_MAX, hi = 0;
+    double k = 0, noise = 0;
+    for (int i = 0; ci && i < heads; i++) {
+        int n = ci->n_clusters[i];
+        lo = n < lo ? n : lo, hi = n > hi ? n : hi;
+        k += n, noise += ci->noise_fraction[i];
+    }
+    if (!ci || ci->heads_done != heads)
+        st = ap_fail(err, AP_ERR_IO, "%s: the clustering ended with %d of %d heads done", store, ci ? ci->heads_done : 0,
+                     heads);
+    else
+        snprintf(summary, 256, "%d heads over %lld samples: %d to %d clusters per head (mean %.1f), %.1f%% noise",
+                 heads, (long long)ci->samples, lo, hi, k / heads, 100 * noise / heads);
+    ap_store_close(s, NULL);
+    return st;
+}
+
+static ap_status cluster_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
+    paths p;
+    ap_status st = paths_init(c, &p, err);
+    if (st) return st;
+    const ap_study_config *cfg = c->cfg;
+    ap_cluster_store_options o;
+    ap_cluster_store_options_default(&o);
+    o.store_path = p.store;
+    o.use_mean = strcmp(cfg->cluster.embedding, "mean") == 0;
+    o.params.umap.n_components = (int)cfg->cluster.umap_components;
+    o.params.umap.n_neighbors = (int)cfg->cluster.umap_neighbors;
+    o.params.umap.min_dist = cfg->cluster.umap_min_dist;
+    o.params.umap.seed = (uint64_t)cfg->cluster.seed;
+    o.params.hdbscan.min_samples = (int)cfg->cluster.min_samples;
+    o.params.hdbscan.min_cluster_size = (int)cfg->cluster.min_cluster_size;
+    st = ap_metric_parse(cfg->cluster.metric, &o.params.umap.metric, err);
+    if (!st) st = fim_ids(p.tokenizer, o.fim_ids, err);
+    if (!st && fresh) st = drop_clusters(p.store, err);
+    ap_cluster_store_report rep;
+    if (!st) st = ap_cluster_store(&o, &rep, err);
+    if (!st) st = cluster_summary(p.store, summary, err);
+    paths_free(&p);
+    return st;
+}
+
 /* ---- classify ------------------------------------------------------------------------------------ */
 
 static unsigned classify_deps(const ap_study_config *cfg) {
@@ -453,9 +545,9 @@ const stage_def k_study_stages[AP_STAGE_COUNT] = {
     [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, mae_train_describe, mae_train_run, 0},
     [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, mae_eval_describe, mae_eval_run, 0},
     [AP_STAGE_EMBED] = {embed_deps, NULL, embed_describe, embed_run, 0},
-    /* cluster and intervene: their parts are not in this build yet (classify reads from cluster) */
-    [AP_STAGE_CLUSTER] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_CLUSTER] = {cluster_deps, NULL, cluster_describe, cluster_run, 0},
     [AP_STAGE_CLASSIFY] = {classify_deps, k_classify_out, classify_describe, classify_run, 0},
+    /* intervene: its part is not in this build yet */
     [AP_STAGE_INTERVENE] = {NULL, NULL, NULL, NULL, 0},
     [AP_STAGE_REPORT] = {report_deps, k_report_out, report_describe, report_run, 1},
 };
