@@ -202,6 +202,28 @@ static void test_fixed_encoder(void **state) {
     free(cfg), free(enc), free(dir);
 }
 
+/* mae.encoder "auto" (the default): the AP-MAE beside the model
+ * (MODEL-apmae) encodes when the checkout has one; training still runs. */
+static void test_auto_encoder(void **state) {
+    char *root = tu_tmp_path("auto"), *dir = tu_tmp_path("auto/study"), *model = tu_tmp_path("auto/lm"), *out;
+    assert_int_equal(tu_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp -r fixtures/study/lm '%s' && cp -r '%s/mae' '%s-apmae'",
+                            root, root, model, g_ref, model),
+                     0);
+    char *cfg = config_with("auto.json", NULL, "model", cJSON_CreateString(model));
+    assert_int_equal(study(&out, dir, cfg, ""), 0);
+    assert_string_equal(action(out, "mae-train"), "ran");
+    assert_string_equal(action(out, "embed"), "ran");
+    assert_non_null(strstr(out, "encoded with"));
+    assert_non_null(strstr(out, "/auto/lm-apmae"));
+    free(out);
+    cJSON *rec = load(dir, AP_STUDY_RECORD);
+    const cJSON *enc = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "stages"), "embed"), "options"), "encoder");
+    assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(enc, "path")), "/auto/lm-apmae"));
+    cJSON_Delete(rec);
+    free(cfg), free(model), free(dir), free(root);
+}
+
 static void test_from_and_only(void **state) {
     char *dir = copy_of_ref("from"), *out;
     assert_int_equal(study(&out, dir, CONFIG, "--from mae-eval --only mae-eval"), 0);
@@ -351,6 +373,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_study),     cmocka_unit_test(test_second_run_skips),
         cmocka_unit_test(test_changed_option),  cmocka_unit_test(test_fixed_encoder),
+        cmocka_unit_test(test_auto_encoder),
         cmocka_unit_test(test_changed_cluster_option), cmocka_unit_test(test_from_and_only),
         cmocka_unit_test(test_killed_during_extraction), cmocka_unit_test(test_killed_during_clustering),
         cmocka_unit_test(test_bad_input),

@@ -23,7 +23,7 @@ static void test_defaults(void **state) {
     assert_string_equal(c.mine.tasks, "all");
     assert_int_equal(c.mine.max_length, 256);
     assert_int_equal(c.extract.samples_per_task, 40);
-    assert_string_equal(c.mae.encoder, "trained");
+    assert_string_equal(c.mae.encoder, "auto");
     assert_true(c.mae.holdout == 0.05);
     ap_study_config_free(&c);
 }

@@ -36,7 +36,8 @@ typedef struct ap_study_config {
         int64_t commit_every;     /* samples between commits (0: the extractor's default) */
     } extract;
     struct {
-        char *encoder; /* "trained" (mae-train's model) or an AP-MAE checkpoint directory */
+        char *encoder; /* "auto" (MODEL-apmae when it exists, else "trained"), "trained" (mae-train's model)
+                        * or an AP-MAE checkpoint directory */
         char *config, *heads;
         int64_t steps, batch, seed, figures, eval_patterns;
         double holdout;

@@ -39,7 +39,7 @@ static const field k_fields[] = {
     {"extract", "samples_per_task", F_INT, OFF(extract.samples_per_task), NULL, 40, 0, 1e9, 0, NULL},
     {"extract", "dtype", F_STR, OFF(extract.dtype), "bf16", 0, 0, 0, 0, "f32|f16|bf16"},
     {"extract", "commit_every", F_INT, OFF(extract.commit_every), NULL, 0, 0, 1e6, 0, NULL},
-    {"mae", "encoder", F_STR, OFF(mae.encoder), "trained", 0, 0, 0, 0, NULL},
+    {"mae", "encoder", F_STR, OFF(mae.encoder), "auto", 0, 0, 0, 0, NULL},
     {"mae", "config", F_STR, OFF(mae.config), "small", 0, 0, 0, 0, NULL},
     {"mae", "steps", F_INT, OFF(mae.steps), NULL, 300, 1, 1e12, 0, NULL},
     {"mae", "batch", F_INT, OFF(mae.batch), NULL, 60, 1, 4096, 0, NULL},

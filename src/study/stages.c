@@ -53,7 +53,35 @@ static ap_status paths_init(const study_ctx *c, paths *p, ap_error *err) {
     return AP_ERR_NOMEM;
 }
 
-static int encoder_is_trained(const ap_study_config *cfg) { return strcmp(cfg->mae.encoder, "trained") == 0; }
+/* The AP-MAE shipped beside the model: MODEL-apmae (models/java-small-apmae
+ * for models/java-small), malloc'ed. */
+static char *shipped_encoder(const char *model, ap_error *err) {
+    size_t n = strlen(model);
+    while (n > 1 && model[n - 1] == '/') n--;
+    char *dir = ap_malloc(n + sizeof "-apmae", err);
+    if (dir) snprintf(dir, n + sizeof "-apmae", "%.*s-apmae", (int)n, model);
+    return dir;
+}
+
+/* mae.encoder resolved (docs/study.md): NULL for the AP-MAE that mae-train
+ * trains, else the checkpoint directory (malloc'ed in *dir). "auto" is the
+ * shipped one when the checkout has it. */
+static ap_status encoder_dir(const ap_study_config *cfg, char **dir, ap_error *err) {
+    *dir = NULL;
+    if (strcmp(cfg->mae.encoder, "trained") == 0) return AP_OK;
+    if (strcmp(cfg->mae.encoder, "auto") != 0) return (*dir = ap_strdup(cfg->mae.encoder, err)) ? AP_OK : AP_ERR_NOMEM;
+    if (!(*dir = shipped_encoder(cfg->model, err))) return AP_ERR_NOMEM;
+    if (!ap_path_exists(*dir)) free(*dir), *dir = NULL;
+    return AP_OK;
+}
+
+static int encoder_is_trained(const ap_study_config *cfg) {
+    char *dir = NULL;
+    encoder_dir(cfg, &dir, NULL);
+    int trained = dir == NULL;
+    free(dir);
+    return trained;
+}
 
 /* ---- mine ---------------------------------------------------------------------------------------- */
 
@@ -338,11 +366,12 @@ static unsigned embed_deps(const ap_study_config *cfg) {
 }
 
 static ap_status embed_describe(const study_ctx *c, cJSON *o, ap_error *err) {
-    if (encoder_is_trained(c->cfg)) {
-        add_str(o, "encoder", "trained");
-        return AP_OK;
-    }
-    return study_identify(o, "encoder", c->cfg->mae.encoder, "mae.encoder", err);
+    char *dir;
+    ap_status st = encoder_dir(c->cfg, &dir, err);
+    if (!st && !dir) add_str(o, "encoder", "trained");
+    else if (!st) st = study_identify(o, "encoder", dir, "mae.encoder", err);
+    free(dir);
+    return st;
 }
 
 /* A store holds one AP-MAE's embeddings: starting over drops them. */
@@ -358,14 +387,19 @@ static ap_status embed_run(const study_ctx *c, int fresh, char summary[256], ap_
     paths p;
     ap_status st = paths_init(c, &p, err);
     if (st) return st;
-    ap_embed_options o = {.store_path = p.store,
-                          .model_dir = encoder_is_trained(c->cfg) ? p.mae : c->cfg->mae.encoder};
+    char *dir;
+    if ((st = encoder_dir(c->cfg, &dir, err))) {
+        paths_free(&p);
+        return st;
+    }
+    ap_embed_options o = {.store_path = p.store, .model_dir = dir ? dir : p.mae};
     ap_embed_report rep;
     if (fresh) st = drop_embeddings(p.store, err);
     if (!st) st = ap_embed_store(&o, &rep, err);
     if (!st)
         snprintf(summary, 256, "%lld samples encoded with %s", (long long)rep.samples,
-                 encoder_is_trained(c->cfg) ? "the AP-MAE trained here" : c->cfg->mae.encoder);
+                 dir ? dir : "the AP-MAE trained here");
+    free(dir);
     paths_free(&p);
     return st;
 }
