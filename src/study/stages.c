@@ -518,6 +518,7 @@ static void classify_summary(const char *results, char summary[256]) {
     if (ap_json_load(results, &r, NULL)) return;
     const cJSON *all = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tasks"), "all");
     const cJSON *cv = cJSON_GetObjectItemCaseSensitive(all, "cv");
+    if (!cJSON_IsObject(cv)) cv = NULL; /* null without cross-validation (classify.folds 0) */
     const cJSON *base = cJSON_GetObjectItemCaseSensitive(cv ? cv : all, "baselines");
     const char *skipped = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(all, "skipped"));
     const cJSON *conf = cJSON_GetObjectItemCaseSensitive(base, "confidence");
