@@ -27,6 +27,22 @@ static void add_str(cJSON *o, const char *key, const char *v) {
     else cJSON_AddNullToObject(o, key);
 }
 
+/* Every field of a config section (each identifies the stage's run), as
+ * the config file spells it. */
+static ap_status add_section(const ap_study_config *cfg, const char *section, cJSON *o, ap_error *err) {
+    cJSON *all = ap_study_config_to_json(cfg);
+    cJSON *fields = cJSON_DetachItemFromObjectCaseSensitive(all, section);
+    cJSON_Delete(all);
+    if (!fields) return ap_fail(err, AP_ERR_NOMEM, "out of memory");
+    while (fields->child) {
+        cJSON *f = fields->child;
+        cJSON_DetachItemViaPointer(fields, f);
+        cJSON_AddItemToObject(o, f->string, f);
+    }
+    cJSON_Delete(fields);
+    return AP_OK;
+}
+
 /* Paths of the study directory and of the model's tokenizer, freed together. */
 typedef struct paths {
     char *scenarios, *stats, *lm_eval, *store, *cross, *mae, *mae_eval, *tokenizer;
@@ -411,16 +427,7 @@ static unsigned cluster_deps(const ap_study_config *cfg) {
 }
 
 static ap_status cluster_describe(const study_ctx *c, cJSON *o, ap_error *err) {
-    const ap_study_config *cfg = c->cfg;
-    add_str(o, "embedding", cfg->cluster.embedding);
-    add_int(o, "umap_components", cfg->cluster.umap_components);
-    add_int(o, "umap_neighbors", cfg->cluster.umap_neighbors);
-    cJSON_AddNumberToObject(o, "umap_min_dist", cfg->cluster.umap_min_dist);
-    add_str(o, "metric", cfg->cluster.metric);
-    add_int(o, "min_samples", cfg->cluster.min_samples);
-    add_int(o, "min_cluster_size", cfg->cluster.min_cluster_size);
-    add_int(o, "seed", cfg->cluster.seed);
-    return AP_OK;
+    return add_section(c->cfg, "cluster", o, err);
 }
 
 /* The ids of <fim_prefix>, <fim_suffix>, <fim_middle> in the model's
@@ -502,13 +509,7 @@ static unsigned classify_deps(const ap_study_config *cfg) {
 }
 
 static ap_status classify_describe(const study_ctx *c, cJSON *o, ap_error *err) {
-    const ap_study_config *cfg = c->cfg;
-    add_str(o, "tasks", cfg->classify.tasks);
-    add_int(o, "seed", cfg->classify.seed);
-    cJSON_AddNumberToObject(o, "test_fraction", cfg->classify.test_fraction);
-    add_int(o, "folds", cfg->classify.folds);
-    add_int(o, "repeats", cfg->classify.repeats);
-    return AP_OK;
+    return add_section(c->cfg, "classify", o, err);
 }
 
 /* The pooled run's accuracy beside its baselines, from results.json: the
