@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libcjson-dev libpcre2-dev libarchive-dev libpng-dev zlib1g-dev
   libtree-sitter-dev libxgboost-dev libcmocka-dev libopenmpi-dev openmpi-bin
   openjdk-17-source python3-torch python3-numpy python3-h5py python3-sklearn umap-learn r-cran-dbscan nodejs
+  chromium
 )
 # name@version, pinned so tests see the same grammar and oracle everywhere.
 NPM_PACKAGES=(

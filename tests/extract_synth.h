@@ -173,23 +173,27 @@ static inline int run_apmae(char *const *argv) {
  * APMAE_TEST_SEED reproduces the targets. */
 enum { KILL_ROUND_SECONDS = 300, KILL_STDERR_MAX = 1 << 16 };
 
-/* The largest DONE of the progress lines in text (lines "LABEL: NN% DONE/TOTAL"). */
-static inline int64_t last_reported_done(const char *text) {
+/* The largest DONE of the progress lines in text (lines "LABEL: NN% DONE/TOTAL"),
+ * of one label's lines only unless label is NULL. */
+static inline int64_t last_reported_done(const char *text, const char *label) {
     int64_t best = -1;
+    size_t n = label ? strlen(label) : 0;
     for (const char *line = text; *line; line++) {
         long long done, total;
         int pct;
-        if ((line == text || line[-1] == '\n') && sscanf(line, "%*[a-z]: %d%% %lld/%lld", &pct, &done, &total) == 3 &&
-            done > best)
+        if ((line == text || line[-1] == '\n') && (!label || (strncmp(line, label, n) == 0 && line[n] == ':')) &&
+            sscanf(line, "%*[a-z]: %d%% %lld/%lld", &pct, &done, &total) == 3 && done > best)
             best = done;
     }
     return best;
 }
 
-/* One round: start argv, kill it once a progress line shows at least target
- * done (and fewer than total). Returns the DONE the last line before the
- * kill reported, or -1 when the run ended by itself with exit 0. */
-static inline int64_t kill_at_progress(char *const *argv, int round, int64_t target, int64_t total) {
+/* One round: start argv, kill it once a progress line (of label, or of any
+ * bar when label is NULL) shows at least target done (and fewer than
+ * total). Returns the DONE the last such line before the kill reported, or
+ * -1 when the run ended by itself with exit 0. */
+static inline int64_t kill_at_progress(char *const *argv, const char *label, int round, int64_t target,
+                                       int64_t total) {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     fcntl(fds[0], F_SETFD, FD_CLOEXEC);
@@ -214,7 +218,7 @@ static inline int64_t kill_at_progress(char *const *argv, int round, int64_t tar
                 memcpy(text + len, chunk, (size_t)got);
                 text[len += (size_t)got] = '\0';
             }
-            done = last_reported_done(text);
+            done = last_reported_done(text, label);
             if (done >= target && done < total) break;
             if (got == 0) break; /* the writer ended (or closed stderr) */
         }
@@ -246,7 +250,7 @@ static inline int kill_rounds(char *const *argv, const char *store, int64_t (*pr
     reset();
     for (int round = 0; round < 8 && partial < 3; round++) {
         int64_t target = last + 1 + rand() % step;
-        int64_t reported = kill_at_progress(argv, round, target, total);
+        int64_t reported = kill_at_progress(argv, NULL, round, target, total);
         if (reported < 0) { /* it finished before its kill: start over */
             reset();
             last = 0;

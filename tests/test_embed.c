@@ -1,5 +1,6 @@
 /* AP-MAE embeddings in the store: the store API (append, read, commit,
- * one model per store, stores without patterns, copying samples), `store
+ * one model per store, dropping them, stores without patterns, copying
+ * samples), `store
  * embed` (equal to the encoder run directly on the stored patterns,
  * resumable, refusing another model or another N), extraction's streaming
  * mode (equal to the encoder on the LM's own attention), and kill-and-resume
@@ -113,6 +114,33 @@ static void test_store_api(void **state) {
     assert_int_equal(ap_store_embedded(s), 3);
     TU_OK(ap_store_read_embeddings(s, 2, NULL, got_m, tu_err()));
     assert_memory_equal(got_m, mean, sizeof mean);
+    assert_int_equal(ap_store_embed_drop(s, tu_err()), AP_ERR_ARG); /* read-only */
+    TU_OK(ap_store_close(s, tu_err()));
+
+    /* dropped (and committed) with the clusters made from them, another AP-MAE's embeddings can begin */
+    TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    TU_OK(ap_store_clusters_begin(s, "{}", tu_err()));
+    TU_OK(ap_store_commit(s, tu_err()));
+    TU_OK(ap_store_embed_drop(s, tu_err()));
+    assert_null(ap_store_embed_info_of(s));
+    assert_null(ap_store_clusters_info_of(s));
+    assert_int_equal(ap_store_embedded(s), 0);
+    TU_OK(ap_store_close(s, tu_err()));
+    TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    assert_null(ap_store_embed_info_of(s));
+    assert_null(ap_store_clusters_info_of(s));
+    assert_int_equal(ap_store_count(s), 3);
+    other = info;
+    other.model_hash = "fedcba9876543210";
+    TU_OK(ap_store_embed_begin(s, &other, tu_err()));
+    fill_emb(7, cls, mean);
+    TU_OK(ap_store_append_embeddings(s, cls, mean, tu_err()));
+    TU_OK(ap_store_close(s, tu_err()));
+    TU_OK(ap_store_open(path, AP_STORE_READ, &s, tu_err()));
+    assert_string_equal(ap_store_embed_info_of(s)->model_hash, "fedcba9876543210");
+    assert_int_equal(ap_store_embedded(s), 1);
+    TU_OK(ap_store_read_embeddings(s, 0, got_c, NULL, tu_err()));
+    assert_memory_equal(got_c, cls, sizeof cls);
     TU_OK(ap_store_close(s, tu_err()));
     free(path);
 }
@@ -145,6 +173,10 @@ static void test_store_without_patterns(void **state) {
     TU_OK(ap_store_size_of(s, &sz, tu_err()));
     assert_int_equal(sz.pattern_bytes, 0);
     assert_int_equal(sz.patterns, 0);
+    TU_OK(ap_store_close(s, tu_err()));
+    TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    assert_int_equal(ap_store_embed_drop(s, tu_err()), AP_ERR_ARG); /* the embeddings are all it keeps */
+    assert_non_null(strstr(tu_last_error()->msg, "keeps no patterns"));
 
     /* copying samples: into a store of the same layout with the same
      * embeddings; a store with patterns is another layout */

@@ -218,6 +218,23 @@ static void test_continue_and_replace(void **state) {
     TU_OK(ap_store_clusters_begin(s, "{\"a\":2}", tu_err()));
     assert_int_equal(ap_store_clusters_info_of(s)->samples, S + 1);
     assert_int_equal(ap_store_clusters_info_of(s)->heads_done, 0);
+    int32_t lab1[S + 1] = {0};
+    TU_OK(ap_store_put_cluster_labels(s, 0, 0, lab1, tu_err()));
+    TU_OK(ap_store_close(s, tu_err()));
+
+    /* dropped: gone once committed, and a run with the same options starts from scratch */
+    TU_OK(ap_store_open(path, AP_STORE_READ, &s, tu_err()));
+    assert_int_equal(ap_store_clusters_drop(s, tu_err()), AP_ERR_ARG); /* read-only */
+    TU_OK(ap_store_close(s, tu_err()));
+    TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    TU_OK(ap_store_clusters_drop(s, tu_err()));
+    assert_null(ap_store_clusters_info_of(s));
+    TU_OK(ap_store_clusters_drop(s, tu_err())); /* none: nothing to do */
+    TU_OK(ap_store_close(s, tu_err()));
+    TU_OK(ap_store_open(path, AP_STORE_APPEND, &s, tu_err()));
+    assert_null(ap_store_clusters_info_of(s));
+    TU_OK(ap_store_clusters_begin(s, "{\"a\":2}", tu_err()));
+    assert_int_equal(ap_store_clusters_info_of(s)->heads_done, 0);
     TU_OK(ap_store_close(s, tu_err()));
     free(attn), free(all), free(path);
 }

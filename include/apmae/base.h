@@ -81,6 +81,11 @@ ap_status ap_write_file_atomic(const char *path, const void *data, size_t len, a
 ap_status ap_log_keep_steps(const char *path, int64_t step, ap_error *err);
 int ap_path_is_dir(const char *path);
 int ap_path_exists(const char *path);
+/* mkdir -p: dir and every missing parent. */
+ap_status ap_make_dirs(const char *dir, ap_error *err);
+/* rm -r: a file, or a directory with everything below it (symbolic links
+ * are removed, never followed). A missing path is fine. */
+ap_status ap_remove_tree(const char *path, ap_error *err);
 /* dir + "/" + name into a fresh string. */
 char *ap_path_join(const char *dir, const char *name, ap_error *err);
 

@@ -163,6 +163,11 @@ typedef struct ap_store_embed_info {
  * (hash, config and compat mode) and fails with AP_ERR_ARG naming both
  * models otherwise. APPEND mode; durable with the next commit. */
 ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_error *err);
+/* Remove the store's embeddings and the clusters made from them (APPEND
+ * mode; durable with the next commit), so that another AP-MAE's can begin.
+ * Refused for a store that keeps no patterns. The file does not shrink
+ * (HDF5 keeps the space). */
+ap_status ap_store_embed_drop(ap_store *s, ap_error *err);
 /* The AP-MAE of the store's embeddings, or NULL when it has none. Strings
  * point into the store. */
 const ap_store_embed_info *ap_store_embed_info_of(const ap_store *s);
@@ -192,6 +197,9 @@ ap_status ap_store_read_head_embeddings(ap_store *s, int layer, int head, int us
  * when /clusters exists with the same params and S it is continued (heads already done are kept); other params
  * or another S replace it (the old run is removed). Durable with the next ap_store_commit. */
 ap_status ap_store_clusters_begin(ap_store *s, const char *params_json, ap_error *err);
+/* Remove /clusters (a no-op when there is none), so that the next run
+ * starts from scratch whatever its params. Durable with the next commit. */
+ap_status ap_store_clusters_drop(ap_store *s, ap_error *err);
 /* Labels of head (layer, head) for every sample, labels [S] (-1 = noise, 0..k-1 = clusters, each used at least
  * once); marks it done. Writing a head again replaces its labels and drops its summary. */
 ap_status ap_store_put_cluster_labels(ap_store *s, int layer, int head, const int32_t *labels, ap_error *err);
@@ -301,5 +309,7 @@ void ap_pattern_render(const float *P, int N, int zoom, unsigned char *rgb, size
 void ap_viridis(double t, unsigned char rgb[3]);
 /* An 8-bit RGB image [H][W][3] as a PNG file, written atomically. */
 ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err);
+/* The same PNG in memory: *png (malloc'ed) of *len bytes. */
+ap_status ap_png_encode_rgb(const unsigned char *rgb, int W, int H, void **png, size_t *len, ap_error *err);
 
 #endif

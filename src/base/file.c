@@ -1,9 +1,10 @@
 /* Whole-file reads, atomic writes and read-only memory maps. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "apmae/base.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -99,6 +100,34 @@ int ap_path_is_dir(const char *path) {
 int ap_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+ap_status ap_make_dirs(const char *dir, ap_error *err) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return ap_fail(err, AP_ERR_ARG, "%.64s...: path too long", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char c = *p;
+        *p = '\0';
+        if (!ap_path_is_dir(path) && mkdir(path, 0777) != 0 && !ap_path_is_dir(path))
+            return ap_fail_errno(err, AP_ERR_IO, "%s: cannot create directory", path);
+        if (!(*p = c)) return AP_OK;
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb, (void)type, (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+ap_status ap_remove_tree(const char *path, ap_error *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? AP_OK : ap_fail_errno(err, AP_ERR_IO, "%s: cannot stat", path);
+    /* depth first, never following symbolic links out of the tree */
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ap_fail_errno(err, AP_ERR_IO, "%s: cannot remove", path);
+    return AP_OK;
 }
 
 char *ap_path_join(const char *dir, const char *name, ap_error *err) {

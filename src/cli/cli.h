@@ -151,6 +151,8 @@ int cmd_mine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_study(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 /* Subcommands of `apmae lm` defined in cmd_lm_train.c. */

@@ -20,6 +20,8 @@ static const verb k_verbs[] = {
     {"extract", cmd_extract, "run the LM over scenarios; correctness and every attention pattern into a store"},
     {"store", cmd_store, "pattern store: info, export a pattern (PNG, safetensors), repair, embed (AP-MAE), merge shards"},
     {"cluster", cmd_cluster, "recurring patterns: UMAP + HDBSCAN per head into the store; list, exemplar sheets"},
+    {"study", cmd_study, "the whole study in one command: mine, extract, AP-MAE, analysis, report.html"},
+    {"report", cmd_report, "render a study's report.html again"},
     {"classify", cmd_classify, "predict correctness from the per-head cluster ids; baselines, intervals, SHAP per head"},
     {"intervene", cmd_intervene, "switch heads off by their SHAP ranking; flips and accuracy per setting and n"},
 };

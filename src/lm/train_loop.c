@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define STATE_FILE "train_state.safetensors"
 #define LOG_FILE "train_log.jsonl"
@@ -456,23 +455,6 @@ static ap_status setup(trainer *t, ap_error *err) {
     return AP_OK;
 }
 
-static ap_status make_out_dir(const char *dir, ap_error *err) {
-    if (ap_path_is_dir(dir)) return AP_OK;
-    char cmd_dir[4096];
-    snprintf(cmd_dir, sizeof cmd_dir, "%s", dir);
-    /* create parents as mkdir -p does */
-    for (char *p = cmd_dir + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (!ap_path_is_dir(cmd_dir) && mkdir(cmd_dir, 0777) != 0)
-            return ap_fail_errno(err, AP_ERR_IO, "%s: cannot create directory", cmd_dir);
-        *p = '/';
-    }
-    if (mkdir(cmd_dir, 0777) != 0 && !ap_path_is_dir(cmd_dir))
-        return ap_fail_errno(err, AP_ERR_IO, "%s: cannot create directory", dir);
-    return AP_OK;
-}
-
 ap_status ap_lm_train(const ap_lm_train_options *o, ap_lm_train_result *res, ap_error *err) {
     memset(res, 0, sizeof *res);
     res->eval_loss = NAN;
@@ -487,7 +469,7 @@ ap_status ap_lm_train(const ap_lm_train_options *o, ap_lm_train_result *res, ap_
             return ap_fail(err, AP_ERR_ARG, "%s already holds a training run; pass --resume to continue it or "
                            "choose another --out", o->out);
     }
-    if ((st = make_out_dir(o->out, err))) return st;
+    if ((st = ap_make_dirs(o->out, err))) return st;
     trainer t = {.o = o};
     char *log_path = ap_path_join(o->out, LOG_FILE, err);
     if (!log_path) return AP_ERR_NOMEM;

@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define STATE_KEY "apmae_mae_train_state"
 #define EVAL_CHUNK 32 /* images per held-out forward call */
@@ -358,21 +357,6 @@ static ap_status log_line(trainer *t, const char *line, ap_error *err) {
 
 /* ---- the run ----------------------------------------------------------------------------- */
 
-/* mkdir -p */
-static ap_status make_dir(const char *dir, ap_error *err) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return ap_fail(err, AP_ERR_ARG, "--out: path too long");
-    for (char *p = path + 1;; p++) {
-        if (*p && *p != '/') continue;
-        char c = *p;
-        *p = '\0';
-        if (!ap_path_is_dir(path) && mkdir(path, 0777) != 0)
-            return ap_fail_errno(err, AP_ERR_IO, "%s: cannot create directory", path);
-        if (!(*p = c)) return AP_OK;
-    }
-}
-
 static ap_status setup(trainer *t, ap_error *err) {
     const ap_mae_train_options *o = t->o;
     ap_mae_config cfg;
@@ -559,7 +543,7 @@ ap_status ap_mae_train(const ap_mae_train_options *o, ap_mae_train_result *res, 
     if (!st) st = setup(&t, err);
     /* every rank set up before DIR is written, so a failed start leaves no run behind */
     st = ap_parallel_agree(t.par, st, err);
-    if (!st && writer && !o->resume) st = make_dir(o->out, err);
+    if (!st && writer && !o->resume) st = ap_make_dirs(o->out, err);
     if (!st && writer && !o->resume) st = write_args(&t, err);
     if (!st && writer) st = open_log(&t, err);
     st = ap_parallel_agree(t.par, st, err);

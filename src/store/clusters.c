@@ -222,15 +222,12 @@ ap_status ap_store_clusters_begin(ap_store *s, const char *params_json, ap_error
     if (!params_json) params_json = "{}";
     ap_clusters **slot = ap_store_clusters_slot(s), *old = *slot;
     if (old && old->info.samples == S && strcmp(old->params, params_json) == 0) return AP_OK;
-    hid_t file = ap_store_h5(s);
     if (old) {
         ap_info("%s: replacing its clusters (%d heads done, %lld samples, %s) by a new run (%lld samples, %s)", path,
                 old->info.heads_done, (long long)old->info.samples, old->params, (long long)S, params_json);
-        if (H5Ldelete(file, "clusters", H5P_DEFAULT) < 0)
-            return ap_store_write_failed(s, ap_h5_fail(err, AP_ERR_IO, "cannot remove the old /clusters"), err);
-        ap_clusters_free(old);
-        *slot = NULL;
+        if ((st = ap_store_clusters_drop(s, err)) != AP_OK) return st;
     }
+    hid_t file = ap_store_h5(s);
     ap_clusters *c = clusters_new(m->num_layers, m->num_heads, err);
     if (!c || !(c->params = ap_strdup(params_json, err))) {
         ap_clusters_free(c);
@@ -243,6 +240,18 @@ ap_status ap_store_clusters_begin(ap_store *s, const char *params_json, ap_error
     }
     update_info(c, S);
     *slot = c;
+    return AP_OK;
+}
+
+ap_status ap_store_clusters_drop(ap_store *s, ap_error *err) {
+    ap_status st = ap_store_check_writable(s, err);
+    if (st != AP_OK) return st;
+    ap_clusters **slot = ap_store_clusters_slot(s);
+    if (!*slot) return AP_OK;
+    if (H5Ldelete(ap_store_h5(s), "clusters", H5P_DEFAULT) < 0)
+        return ap_store_write_failed(s, ap_h5_fail(err, AP_ERR_IO, "cannot remove /clusters"), err);
+    ap_clusters_free(*slot);
+    *slot = NULL;
     return AP_OK;
 }
 

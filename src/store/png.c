@@ -93,7 +93,9 @@ ap_status ap_pattern_write_png(const char *path, const float *P, int N, int zoom
     return st;
 }
 
-ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err) {
+ap_status ap_png_encode_rgb(const unsigned char *rgb, int W, int H, void **png, size_t *len, ap_error *err) {
+    *png = NULL;
+    *len = 0;
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
@@ -104,13 +106,27 @@ ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, in
     ap_status st = AP_OK;
     void *mem = NULL;
     if (!png_image_write_to_memory(&img, NULL, &size, 0, rgb, 3 * W, NULL))
-        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
+        st = ap_fail(err, AP_ERR_INTERNAL, "PNG encoding of a %dx%d image failed: %s", W, H, img.message);
     else if (!(mem = ap_malloc(size, err)))
         st = AP_ERR_NOMEM;
     else if (!png_image_write_to_memory(&img, mem, &size, 0, rgb, 3 * W, NULL))
-        st = ap_fail(err, AP_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, img.message);
-    if (st == AP_OK) st = ap_write_file_atomic(path, mem, size, err);
+        st = ap_fail(err, AP_ERR_INTERNAL, "PNG encoding of a %dx%d image failed: %s", W, H, img.message);
     png_image_free(&img);
-    free(mem);
+    if (st == AP_OK) {
+        *png = mem;
+        *len = size;
+    } else {
+        free(mem);
+    }
+    return st;
+}
+
+ap_status ap_png_write_rgb(const char *path, const unsigned char *rgb, int W, int H, ap_error *err) {
+    void *png;
+    size_t len;
+    ap_status st = ap_png_encode_rgb(rgb, W, H, &png, &len, err);
+    if (st == AP_OK) st = ap_write_file_atomic(path, png, len, err);
+    else ap_error_prefix(err, "%s", path);
+    free(png);
     return st;
 }

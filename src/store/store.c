@@ -1000,6 +1000,25 @@ ap_status ap_store_embed_begin(ap_store *s, const ap_store_embed_info *info, ap_
     return st;
 }
 
+ap_status ap_store_embed_drop(ap_store *s, ap_error *err) {
+    if (s->mode != AP_STORE_APPEND) return ap_fail(err, AP_ERR_ARG, "%s: opened read-only", s->path);
+    if (s->broken) return ap_fail(err, AP_ERR_IO, "%s: an earlier write failed; reopen the store to continue", s->path);
+    if (!s->emb) return AP_OK;
+    if (s->meta.m.no_patterns)
+        return ap_fail(err, AP_ERR_ARG, "%s keeps no patterns, only their embeddings: dropping them would leave "
+                       "nothing", s->path);
+    /* the clusters were made from these embeddings */
+    ap_status st = ap_store_clusters_drop(s, err);
+    if (st != AP_OK) return st;
+    ap_emb_free(s->emb);
+    s->emb = NULL;
+    if (H5Ldelete(s->file, "embeddings", H5P_DEFAULT) < 0) {
+        s->broken = 1;
+        return ap_h5_fail(err, AP_ERR_IO, "cannot remove /embeddings");
+    }
+    return AP_OK;
+}
+
 ap_status ap_store_append_embeddings(ap_store *s, const float *cls, const float *mean, ap_error *err) {
     ap_status wst = ap_store_check_writable(s, err);
     if (wst != AP_OK) return wst;
