@@ -52,17 +52,17 @@ typedef struct ap_extract_report {
 /* ---- Scenario files (JSONL of `apmae mine`, docs/mining.md) ---- */
 
 /* One scenario as extraction and the interventions need it. */
-typedef struct ap_scenario {
+typedef struct ap_scenario_line {
     char *id, *task, *source;
     int64_t start, end, seed;
     int32_t label; /* first target token; -1: none (noise) */
     int32_t *ids;  /* the model input [n] */
     int n;
-} ap_scenario;
+} ap_scenario_line;
 
 /* Parse one line; errors name path:lineno. */
-ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario *s, ap_error *err);
-void ap_scenario_clear(ap_scenario *s);
+ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario_line *s, ap_error *err);
+void ap_scenario_clear(ap_scenario_line *s);
 
 /* Reads a scenarios file line by line (empty lines skipped). */
 typedef struct ap_scenario_reader {
@@ -74,7 +74,7 @@ typedef struct ap_scenario_reader {
 } ap_scenario_reader;
 ap_status ap_scenario_reader_open(ap_scenario_reader *r, const char *path, ap_error *err);
 /* The next scenario into s (clear it after use); *has = 0 at the end. */
-ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario *s, int *has, ap_error *err);
+ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario_line *s, int *has, ap_error *err);
 void ap_scenario_reader_close(ap_scenario_reader *r);
 
 /* Last-position statistics from the logits row [V]: log-probability of label

@@ -68,7 +68,7 @@ static ap_status scan_scenarios(const char *path, scan_result *sr, ap_error *err
     ap_scenario_reader r;
     ap_status st = ap_scenario_reader_open(&r, path, err);
     if (st) return st;
-    ap_scenario s;
+    ap_scenario_line s;
     int has = 1;
     while (!(st = ap_scenario_reader_next(&r, &s, &has, err)) && has) {
         if (sr->lines == 0) sr->n_tokens = s.n;
@@ -218,7 +218,7 @@ typedef struct extractor {
 } extractor;
 
 /* Run one scenario and keep it if its group still wants it. */
-static ap_status handle_scenario(extractor *x, const ap_scenario *s, int64_t index, int64_t noise_ordinal,
+static ap_status handle_scenario(extractor *x, const ap_scenario_line *s, int64_t index, int64_t noise_ordinal,
                                  const char *path, int64_t lineno, ap_error *err) {
     int t = task_index(&x->counts, s->task);
     if (t < 0) return ap_fail(err, AP_ERR_FORMAT, "%s:%lld: too many tasks", path, (long long)lineno);
@@ -291,7 +291,7 @@ static ap_status run_loop(extractor *x, ap_error *err) {
     ap_progress bar;
     ap_progress_begin(&bar, "extract", x->rep->lines);
     double t_start = ap_now(), t_commit = t_start;
-    ap_scenario s;
+    ap_scenario_line s;
     int has = 1;
     char text[160];
     for (int64_t line = 0; !(st = ap_scenario_reader_next(&r, &s, &has, err)) && has; line++) {

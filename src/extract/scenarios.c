@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ap_scenario_clear(ap_scenario *s) {
+void ap_scenario_clear(ap_scenario_line *s) {
     free(s->id);
     free(s->task);
     free(s->source);
@@ -32,7 +32,7 @@ static int64_t int_or(const cJSON *o, const char *key, int64_t dflt) {
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
 }
 
-static ap_status parse_ids(const cJSON *o, ap_scenario *s, const char *where, ap_error *err) {
+static ap_status parse_ids(const cJSON *o, ap_scenario_line *s, const char *where, ap_error *err) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "input_ids");
     if (!cJSON_IsArray(arr)) return ap_fail(err, AP_ERR_FORMAT, "%s: missing array 'input_ids'", where);
     int n = cJSON_GetArraySize(arr);
@@ -50,7 +50,7 @@ static ap_status parse_ids(const cJSON *o, ap_scenario *s, const char *where, ap
     return AP_OK;
 }
 
-ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario *s, ap_error *err) {
+ap_status ap_scenario_parse(const char *line, const char *path, int64_t lineno, ap_scenario_line *s, ap_error *err) {
     memset(s, 0, sizeof *s);
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
@@ -89,7 +89,7 @@ ap_status ap_scenario_reader_open(ap_scenario_reader *r, const char *path, ap_er
 }
 
 /* Next non-empty line; *has = 0 at the end. */
-ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario *s, int *has, ap_error *err) {
+ap_status ap_scenario_reader_next(ap_scenario_reader *r, ap_scenario_line *s, int *has, ap_error *err) {
     for (;;) {
         ssize_t len = getline(&r->line, &r->cap, r->f);
         if (len < 0) {

@@ -205,7 +205,7 @@ static ap_status fresh_scenarios(iv_exp *x, ap_store *store, ap_error *err) {
     ap_progress bar;
     ap_progress_begin(&bar, "draw", 2 * (int64_t)o->target);
     if (!(x->sc = ap_calloc(2 * (size_t)o->target, sizeof *x->sc, err))) st = AP_ERR_NOMEM;
-    ap_scenario s = {0};
+    ap_scenario_line s = {0};
     int has = 1;
     while (!st && (kept[0] < o->target || kept[1] < o->target) &&
            !(st = ap_scenario_reader_next(&rd, &s, &has, err)) && has) {
