@@ -587,7 +587,7 @@ static void test_kill_and_resume(void **state) {
     for (int round = 0; round < 8 && kills < 3; round++) {
         int64_t target = last + 1 + rand() % 8;
         if (target >= 40) break;
-        int64_t reported = kill_at_progress(argv, round, target, 40);
+        int64_t reported = kill_at_progress(argv, NULL, round, target, 40);
         if (reported < 0) break; /* it finished before its kill */
         /* the partial file holds at least what the bar reported */
         char *text;
