@@ -101,7 +101,7 @@ static void test_report_of_synthetic_study(void **state) {
     /* the stages that left nothing say so */
     assert_non_null(strstr(html, "No LM accuracy to show: the extract stage left no output for it."));
     assert_non_null(strstr(html, "the mae-train stage has not finished"));
-    assert_non_null(strstr(html, "This build of apmae has no intervene stage yet"));
+    assert_non_null(strstr(html, "No interventions to show: the intervene stage has not run."));
     /* classification: a row per run, the skipped one with its reason, the baselines, the top heads */
     assert_non_null(strstr(html, "<td>eol</td><td class=\"num\">20 (10)</td><td class=\"num\">62.5</td>"));
     assert_non_null(strstr(html, "skipped: one class only (every completion incorrect)"));

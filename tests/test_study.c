@@ -116,8 +116,8 @@ static char *config_with(const char *name, const char *section, const char *fiel
 static void test_whole_study(void **state) {
     cJSON *rec = load(g_ref, AP_STUDY_RECORD);
     const cJSON *stages = cJSON_GetObjectItem(rec, "stages");
-    static const char *const done[] = {"mine", "extract", "mae-train", "mae-eval", "embed", "cluster", "classify",
-                                       "report"};
+    static const char *const done[] = {"mine",    "extract",  "mae-train", "mae-eval", "embed",
+                                       "cluster", "classify", "intervene", "report"};
     for (size_t i = 0; i < sizeof done / sizeof *done; i++) {
         const cJSON *s = cJSON_GetObjectItem(stages, done[i]);
         assert_non_null(s);
@@ -149,7 +149,7 @@ static void test_second_run_skips(void **state) {
     static const char *const skipped[] = {"mine", "extract", "mae-train", "mae-eval", "embed", "cluster", "classify"};
     for (size_t i = 0; i < sizeof skipped / sizeof *skipped; i++) assert_string_equal(action(out, skipped[i]), "skipped");
     assert_string_equal(action(out, "report"), "ran");
-    assert_string_equal(action(out, "intervene"), "missing");
+    assert_string_equal(action(out, "intervene"), "skipped");
     free(out);
     assert_same_results(dir);
     free(dir);
@@ -260,6 +260,47 @@ static void test_changed_cluster_option(void **state) {
     free(out);
     assert_same_results(dir);
     free(store), free(cfg), free(dir);
+}
+
+/* The interventions, on a config where classification ranks heads for
+ * three tasks: per task every (setting, n) run; other intervention options
+ * run only that stage (and the report) again. */
+static void test_interventions(void **state) {
+    char *dir = tu_tmp_path("interventions"), *out;
+    const char *cfg = "fixtures/study/interventions.json";
+    tu_run(NULL, "rm -rf '%s'", dir);
+    assert_int_equal(study(&out, dir, cfg, ""), 0);
+    assert_string_equal(action(out, "intervene"), "ran");
+    free(out);
+    cJSON *index = load(dir, AP_STUDY_INTERVENE_TASKS);
+    const cJSON *tasks = cJSON_GetObjectItem(index, "tasks");
+    assert_int_equal(cJSON_GetArraySize(tasks), 3); /* auto: max_tasks of the four (one has too few samples) */
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(index, "left_out"), "closing_bracket"));
+    for (const cJSON *t = tasks->child; t; t = t->next) {
+        char name[128];
+        snprintf(name, sizeof name, AP_STUDY_INTERVENE_DIR "/%s/intervene.json", t->valuestring);
+        cJSON *iv = load(dir, name);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(iv, "runs")), 4 * 4); /* settings x n */
+        assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetObjectItem(iv, "target")), 3);
+        cJSON_Delete(iv);
+    }
+    cJSON_Delete(index);
+    char *report = path_in(dir, AP_STUDY_REPORT), *html;
+    size_t n;
+    TU_OK(ap_read_file(report, &html, &n, tu_err()));
+    assert_non_null(strstr(html, "accuracy with n heads switched off"));
+    free(html), free(report);
+    cJSON *c;
+    TU_OK(ap_json_load(cfg, &c, tu_err()));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(c, "intervene"), "target", cJSON_CreateNumber(2));
+    char *cfg2 = tu_tmp_path("interventions2.json");
+    TU_OK(ap_json_save(cfg2, c, tu_err()));
+    cJSON_Delete(c);
+    assert_int_equal(study(&out, dir, cfg2, ""), 0);
+    assert_string_equal(action(out, "classify"), "skipped");
+    assert_string_equal(action(out, "intervene"), "ran");
+    free(out);
+    free(cfg2), free(dir);
 }
 
 static int64_t committed_samples(const char *dir) {
@@ -375,6 +416,7 @@ int main(void) {
         cmocka_unit_test(test_changed_option),  cmocka_unit_test(test_fixed_encoder),
         cmocka_unit_test(test_auto_encoder),
         cmocka_unit_test(test_changed_cluster_option), cmocka_unit_test(test_from_and_only),
+        cmocka_unit_test(test_interventions),
         cmocka_unit_test(test_killed_during_extraction), cmocka_unit_test(test_killed_during_clustering),
         cmocka_unit_test(test_bad_input),
     };

@@ -52,6 +52,13 @@ typedef struct ap_study_config {
         int64_t seed, folds, repeats;
         double test_fraction;
     } classify;
+    struct {
+        char *tasks;    /* "auto" (the max_tasks best balanced), "all" (every task with K of each outcome), or a list */
+        char *n;        /* heads per ablated set, a comma list */
+        char *settings; /* a comma list of pos_only, neg_only, neutral, random */
+        char *shap_set; /* test|cv: which of classify's SHAP figures rank the heads */
+        int64_t max_tasks, target, seed;
+    } intervene;
 } ap_study_config;
 
 /* Every field at its default. */
@@ -95,6 +102,8 @@ int ap_study_stage_from_name(const char *name, ap_study_stage *s);
 #define AP_STUDY_MAE_DIR "mae"
 #define AP_STUDY_MAE_EVAL_DIR "mae_eval"
 #define AP_STUDY_CLASSIFY_DIR "classify"
+#define AP_STUDY_INTERVENE_DIR "intervene"
+#define AP_STUDY_INTERVENE_TASKS "intervene/tasks.json"
 #define AP_STUDY_REPORT "report.html"
 
 typedef struct ap_study_options {

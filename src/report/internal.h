@@ -142,6 +142,7 @@ void rp_section_mae(rp_out *o, const rp_study *s);
 void rp_section_clusters(rp_out *o, const rp_study *s);
 void rp_section_classify(rp_out *o, const rp_study *s);
 void rp_section_shap(rp_out *o, const rp_study *s);
+void rp_section_intervene(rp_out *o, const rp_study *s);
 
 /* One tile of a composed image: a stored pattern (sample, layer, head), a
  * cluster's mean pattern (cluster >= 0), or blank (sample and cluster < 0). */

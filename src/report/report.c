@@ -20,7 +20,7 @@ static const section k_sections[] = {
     {"clusters", "Clusters per head", "cluster", rp_section_clusters},
     {"classify", "Predicting correctness from the clusters", "classify", rp_section_classify},
     {"shap", "SHAP head map", "classify", rp_section_shap},
-    {"intervene", "Interventions", "intervene", NULL},
+    {"intervene", "Interventions: accuracy against heads switched off", "intervene", rp_section_intervene},
 };
 #define NSECTIONS (sizeof k_sections / sizeof *k_sections)
 

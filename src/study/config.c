@@ -61,6 +61,13 @@ static const field k_fields[] = {
     {"classify", "test_fraction", F_REAL, OFF(classify.test_fraction), NULL, 0.1, 0.01, 0.9, 0, NULL},
     {"classify", "folds", F_INT, OFF(classify.folds), NULL, 5, 0, 100, 0, NULL},
     {"classify", "repeats", F_INT, OFF(classify.repeats), NULL, 5, 1, 100, 0, NULL},
+    {"intervene", "tasks", F_STR, OFF(intervene.tasks), "auto", 0, 0, 0, 0, NULL},
+    {"intervene", "max_tasks", F_INT, OFF(intervene.max_tasks), NULL, 3, 1, 1000, 0, NULL},
+    {"intervene", "target", F_INT, OFF(intervene.target), NULL, 10, 1, 1e6, 0, NULL},
+    {"intervene", "n", F_STR, OFF(intervene.n), "1,2,5,10,20,50,100,200,400,600,800", 0, 0, 0, 0, NULL},
+    {"intervene", "settings", F_STR, OFF(intervene.settings), "pos_only,neg_only,neutral,random", 0, 0, 0, 0, NULL},
+    {"intervene", "shap_set", F_STR, OFF(intervene.shap_set), "test", 0, 0, 0, 0, "test|cv"},
+    {"intervene", "seed", F_INT, OFF(intervene.seed), NULL, 1, 0, 9e15, 0, NULL},
 };
 #define NFIELDS (sizeof k_fields / sizeof *k_fields)
 

@@ -1,8 +1,7 @@
 /* The stages of the study (docs/study.md), each through the library part
  * that does the work: mining, extraction (with the LM's accuracy over every
  * mined scenario), AP-MAE training and evaluation, encoding, clustering,
- * classification, the report. Interventions are a slot for a part not in
- * this build yet. */
+ * classification, interventions, the report. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "apmae/classify.h"
 #include "apmae/cluster.h"
 #include "apmae/extract.h"
+#include "apmae/intervene.h"
 #include "apmae/lm_train.h"
 #include "apmae/mae_train.h"
 #include "apmae/mine.h"
@@ -550,6 +550,229 @@ static ap_status classify_run(const study_ctx *c, int fresh, char summary[256], 
     return st;
 }
 
+/* ---- intervene ---------------------------------------------------------------------------------- */
+
+static unsigned intervene_deps(const ap_study_config *cfg) {
+    return STAGE_BIT(AP_STAGE_EXTRACT) | STAGE_BIT(AP_STAGE_CLASSIFY);
+}
+
+/* intervene.n: a comma list of head counts, each at least 1; *n malloc'ed. */
+static ap_status parse_head_counts(const char *spec, int64_t **n, size_t *count, ap_error *err) {
+    size_t cap = 1;
+    for (const char *p = spec; *p; p++) cap += *p == ',';
+    *count = 0;
+    if (!(*n = ap_malloc(cap * sizeof **n, err))) return AP_ERR_NOMEM;
+    for (const char *p = spec;;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 1 || (*end != ',' && *end != '\0')) {
+            free(*n);
+            *n = NULL;
+            return ap_fail(err, AP_ERR_ARG, "intervene.n '%s': expected a comma list of head counts of at least 1, such as 1,2,5,10",
+                           spec);
+        }
+        (*n)[(*count)++] = v;
+        if (*end == '\0') return AP_OK;
+        p = end + 1;
+    }
+}
+
+/* intervene.settings: bit s for ap_iv_setting s. */
+static ap_status parse_settings(const char *spec, unsigned *bits, ap_error *err) {
+    *bits = 0;
+    for (const char *p = spec;;) {
+        size_t k = strcspn(p, ",");
+        int s = 0;
+        while (s < AP_IV_SETTINGS && !(strlen(ap_iv_setting_name((ap_iv_setting)s)) == k &&
+                                       strncmp(p, ap_iv_setting_name((ap_iv_setting)s), k) == 0))
+            s++;
+        if (s == AP_IV_SETTINGS)
+            return ap_fail(err, AP_ERR_ARG,
+                           "intervene.settings '%s': expected a comma list of pos_only, neg_only, neutral, random", spec);
+        *bits |= 1u << s;
+        if (p[k] == '\0') return AP_OK;
+        p += k + 1;
+    }
+}
+
+static ap_status intervene_describe(const study_ctx *c, cJSON *o, ap_error *err) {
+    const ap_study_config *cfg = c->cfg;
+    int64_t *n;
+    size_t nn;
+    unsigned bits;
+    ap_status st = parse_head_counts(cfg->intervene.n, &n, &nn, err);
+    if (st) return st;
+    free(n);
+    if ((st = parse_settings(cfg->intervene.settings, &bits, err))) return st;
+    const char *tasks = cfg->intervene.tasks;
+    int chosen[AP_TASK_COUNT];
+    if (strcmp(tasks, "auto") != 0 && strcmp(tasks, "all") != 0 && (st = ap_task_parse_list(tasks, chosen, err))) {
+        ap_error_prefix(err, "intervene.tasks");
+        return st;
+    }
+    add_str(o, "tasks", tasks);
+    add_int(o, "max_tasks", cfg->intervene.max_tasks);
+    add_int(o, "target", cfg->intervene.target);
+    add_str(o, "n", cfg->intervene.n);
+    add_str(o, "settings", cfg->intervene.settings);
+    add_str(o, "shap_set", cfg->intervene.shap_set);
+    add_int(o, "seed", cfg->intervene.seed);
+    return AP_OK;
+}
+
+typedef struct iv_candidate {
+    const char *task;
+    size_t rarer; /* samples of its rarer outcome in the store */
+    int order;    /* in classify's results */
+} iv_candidate;
+
+static int by_rarer(const void *a, const void *b) {
+    const iv_candidate *x = a, *y = b;
+    return x->rarer != y->rarer ? (x->rarer < y->rarer ? 1 : -1) : x->order - y->order;
+}
+
+/* The samples of the rarer outcome (correct or incorrect) of a task. */
+static ap_status rarer_outcome(const ap_store *s, const char *task, size_t *rarer, ap_error *err) {
+    size_t n[2];
+    for (int k = 0; k < 2; k++) {
+        int64_t *idx = NULL;
+        ap_status st = ap_store_filter(s, task, k, &idx, &n[k], err);
+        free(idx);
+        if (st) return st;
+    }
+    *rarer = n[0] < n[1] ? n[0] : n[1];
+    return AP_OK;
+}
+
+/* intervene.tasks resolved into tasks.json's {"tasks": [...], "left_out":
+ * {task: why}}: a list is taken as given; "all" is every task classify
+ * ranked heads for (noise has no right answer) with intervene.target
+ * samples of each outcome, "auto" the max_tasks of them with the most
+ * samples of the rarer outcome (ties: classify's order). */
+static ap_status choose_tasks(const study_ctx *c, const char *results, const char *store, cJSON *index,
+                              ap_error *err) {
+    const ap_study_config *cfg = c->cfg;
+    cJSON *tasks = cJSON_AddArrayToObject(index, "tasks"), *left_out = cJSON_AddObjectToObject(index, "left_out");
+    const char *spec = cfg->intervene.tasks;
+    int automatic = strcmp(spec, "auto") == 0;
+    if (!automatic && strcmp(spec, "all") != 0) {
+        for (const char *p = spec;;) {
+            size_t k = strcspn(p, ",");
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(k < sizeof name ? k : sizeof name - 1), p);
+            cJSON_AddItemToArray(tasks, cJSON_CreateString(name));
+            if (p[k] == '\0') return AP_OK;
+            p += k + 1;
+        }
+    }
+    cJSON *r = NULL;
+    ap_store *s = NULL;
+    ap_status st = ap_json_load(results, &r, err);
+    if (!st) st = ap_store_open(store, AP_STORE_READ, &s, err);
+    const cJSON *ranked = cJSON_GetObjectItemCaseSensitive(r, "tasks");
+    iv_candidate *cand = st ? NULL : ap_calloc((size_t)cJSON_GetArraySize(ranked) + 1, sizeof *cand, err);
+    size_t ncand = 0;
+    if (!st && !cand) st = AP_ERR_NOMEM;
+    for (const cJSON *t = ranked ? ranked->child : NULL; !st && t; t = t->next) {
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "skipped"));
+        size_t rarer = 0;
+        if (strcmp(t->string, "all") == 0) continue;
+        if (strcmp(t->string, "noise") == 0) why = "noise scenarios have no right answer";
+        else if (!why && !(st = rarer_outcome(s, t->string, &rarer, err)) && rarer < (size_t)cfg->intervene.target)
+            why = "fewer than intervene.target samples of one outcome";
+        if (why) cJSON_AddStringToObject(left_out, t->string, why);
+        else if (!st) cand[ncand] = (iv_candidate){t->string, rarer, (int)ncand}, ncand++;
+    }
+    if (!st) {
+        qsort(cand, ncand, sizeof *cand, by_rarer);
+        for (size_t i = 0; i < ncand; i++) {
+            if (automatic && i >= (size_t)cfg->intervene.max_tasks)
+                cJSON_AddStringToObject(left_out, cand[i].task, "beyond intervene.max_tasks");
+            else cJSON_AddItemToArray(tasks, cJSON_CreateString(cand[i].task));
+        }
+    }
+    free(cand);
+    if (s) ap_store_close(s, NULL);
+    cJSON_Delete(r);
+    return st;
+}
+
+/* The largest gain and the largest loss in accuracy over a task's runs. */
+typedef struct iv_extremes {
+    double gain, loss;
+    char gain_at[96], loss_at[96];
+} iv_extremes;
+
+static void note_extremes(const char *json, const char *task, iv_extremes *x) {
+    cJSON *j = NULL;
+    if (ap_json_load(json, &j, NULL)) return;
+    const cJSON *run;
+    cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(j, "runs")) {
+        double d = num(run, "change_pp");
+        const char *setting = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "setting"));
+        if (d > x->gain) snprintf(x->gain_at, sizeof x->gain_at, "%s, %s n=%.0f", task, setting, num(run, "n_heads"));
+        if (d < x->loss) snprintf(x->loss_at, sizeof x->loss_at, "%s, %s n=%.0f", task, setting, num(run, "n_heads"));
+        x->gain = fmax(x->gain, d), x->loss = fmin(x->loss, d);
+    }
+    cJSON_Delete(j);
+}
+
+static ap_status intervene_tasks(const study_ctx *c, const paths *p, const char *dir, const char *results,
+                                 const cJSON *tasks, char summary[256], ap_error *err) {
+    const ap_study_config *cfg = c->cfg;
+    ap_intervene_opts o = {.model_dir = cfg->model,
+                           .store_path = p->store,
+                           .shap_path = results,
+                           .target = (int)cfg->intervene.target,
+                           .seed = (uint64_t)cfg->intervene.seed,
+                           .shap_cv = strcmp(cfg->intervene.shap_set, "cv") == 0};
+    int64_t *n = NULL;
+    ap_status st = parse_head_counts(cfg->intervene.n, &n, &o.n_count, err);
+    if (!st) st = parse_settings(cfg->intervene.settings, &o.settings, err);
+    o.n = n;
+    iv_extremes x = {.gain = 0, .loss = 0};
+    int done = 0;
+    for (const cJSON *t = tasks->child; !st && t; t = t->next) {
+        char *out = ap_path_join(dir, t->valuestring, err), *json = out ? ap_path_join(out, "intervene.json", err) : NULL;
+        ap_intervene_report rep;
+        o.task = t->valuestring;
+        o.out_dir = out;
+        st = json ? ap_intervene(&o, &rep, err) : AP_ERR_NOMEM;
+        if (st) ap_error_prefix(err, "intervene on %s", t->valuestring);
+        else note_extremes(json, t->valuestring, &x), done++;
+        free(out), free(json);
+    }
+    if (!st)
+        snprintf(summary, 256, "%d tasks, %d + %d scenarios each; largest gain %+.1f pp (%.60s), largest loss "
+                 "%+.1f pp (%.60s)", done, o.target, o.target, x.gain, x.gain_at[0] ? x.gain_at : "none", x.loss,
+                 x.loss_at[0] ? x.loss_at : "none");
+    free(n);
+    return st;
+}
+
+static ap_status intervene_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
+    paths p;
+    ap_status st = paths_init(c, &p, err);
+    if (st) return st;
+    char *dir = study_path(c, AP_STUDY_INTERVENE_DIR, err), *index_path = study_path(c, AP_STUDY_INTERVENE_TASKS, err);
+    char *results = study_path(c, AP_STUDY_CLASSIFY_DIR "/results.json", err);
+    cJSON *index = cJSON_CreateObject();
+    if (!dir || !index_path || !results || !index) st = ap_fail(err, AP_ERR_NOMEM, "out of memory");
+    if (!st) st = ap_make_dirs(dir, err);
+    if (!st) st = choose_tasks(c, results, p.store, index, err);
+    cJSON_AddNumberToObject(index, "target", (double)c->cfg->intervene.target);
+    if (!st) st = ap_json_save(index_path, index, err);
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(index, "tasks");
+    if (!st && cJSON_GetArraySize(tasks) == 0)
+        snprintf(summary, 256, "no task has %lld correct and %lld incorrect samples (intervene.target)",
+                 (long long)c->cfg->intervene.target, (long long)c->cfg->intervene.target);
+    else if (!st) st = intervene_tasks(c, &p, dir, results, tasks, summary, err);
+    cJSON_Delete(index);
+    free(dir), free(index_path), free(results);
+    paths_free(&p);
+    return st;
+}
+
 /* ---- report -------------------------------------------------------------------------------------- */
 
 static unsigned report_deps(const ap_study_config *cfg) { return STAGE_BIT(AP_STAGE_REPORT) - 1; }
@@ -573,6 +796,7 @@ static const char *const k_mae_train_out[] = {AP_STUDY_MAE_DIR, NULL};
 static const char *const k_mae_eval_out[] = {AP_STUDY_MAE_EVAL_DIR, AP_STUDY_CROSS_STORE,
                                              AP_STUDY_CROSS_STORE "-journal", NULL};
 static const char *const k_classify_out[] = {AP_STUDY_CLASSIFY_DIR, NULL};
+static const char *const k_intervene_out[] = {AP_STUDY_INTERVENE_DIR, NULL};
 static const char *const k_report_out[] = {AP_STUDY_REPORT, NULL};
 
 const stage_def k_study_stages[AP_STAGE_COUNT] = {
@@ -583,7 +807,6 @@ const stage_def k_study_stages[AP_STAGE_COUNT] = {
     [AP_STAGE_EMBED] = {embed_deps, NULL, embed_describe, embed_run, 0},
     [AP_STAGE_CLUSTER] = {cluster_deps, NULL, cluster_describe, cluster_run, 0},
     [AP_STAGE_CLASSIFY] = {classify_deps, k_classify_out, classify_describe, classify_run, 0},
-    /* intervene: its part is not in this build yet */
-    [AP_STAGE_INTERVENE] = {NULL, NULL, NULL, NULL, 0},
+    [AP_STAGE_INTERVENE] = {intervene_deps, k_intervene_out, intervene_describe, intervene_run, 0},
     [AP_STAGE_REPORT] = {report_deps, k_report_out, report_describe, report_run, 1},
 };
