@@ -610,14 +610,7 @@ static ap_status intervene_describe(const study_ctx *c, cJSON *o, ap_error *err)
         ap_error_prefix(err, "intervene.tasks");
         return st;
     }
-    add_str(o, "tasks", tasks);
-    add_int(o, "max_tasks", cfg->intervene.max_tasks);
-    add_int(o, "target", cfg->intervene.target);
-    add_str(o, "n", cfg->intervene.n);
-    add_str(o, "settings", cfg->intervene.settings);
-    add_str(o, "shap_set", cfg->intervene.shap_set);
-    add_int(o, "seed", cfg->intervene.seed);
-    return AP_OK;
+    return add_section(cfg, "intervene", o, err);
 }
 
 typedef struct iv_candidate {
