@@ -86,8 +86,6 @@ typedef enum ap_study_stage {
 } ap_study_stage;
 
 const char *ap_study_stage_name(ap_study_stage s);
-/* 1 when this build of apmae has the part the stage runs. */
-int ap_study_stage_available(ap_study_stage s);
 /* Returns 0 and sets *s when name is a stage, -1 otherwise. */
 int ap_study_stage_from_name(const char *name, ap_study_stage *s);
 
@@ -118,7 +116,6 @@ typedef struct ap_study_options {
 /* What the runner did with a stage. */
 typedef enum ap_study_action {
     AP_STUDY_NOT_RUN, /* outside --only */
-    AP_STUDY_MISSING, /* its part is not in this build of apmae (or a stage it reads from is missing) */
     AP_STUDY_SKIPPED, /* done before with the same options */
     AP_STUDY_RESUMED, /* interrupted before; continued */
     AP_STUDY_FRESH    /* run from scratch */

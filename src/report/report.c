@@ -8,19 +8,18 @@
 
 typedef struct section {
     const char *id, *title;
-    const char *stage; /* the stage whose outputs it shows */
-    rp_section_fn fn;  /* NULL: that stage's part is not in this build */
+    rp_section_fn fn;
 } section;
 
 static const section k_sections[] = {
-    {"settings", "Run settings", NULL, rp_section_settings},
-    {"lm-accuracy", "LM accuracy per task", "extract", rp_section_lm_accuracy},
-    {"patterns", "Pattern gallery", "extract", rp_section_patterns},
-    {"mae", "AP-MAE: training, reconstruction, cross-model", "mae-eval", rp_section_mae},
-    {"clusters", "Clusters per head", "cluster", rp_section_clusters},
-    {"classify", "Predicting correctness from the clusters", "classify", rp_section_classify},
-    {"shap", "SHAP head map", "classify", rp_section_shap},
-    {"intervene", "Interventions: accuracy against heads switched off", "intervene", rp_section_intervene},
+    {"settings", "Run settings", rp_section_settings},
+    {"lm-accuracy", "LM accuracy per task", rp_section_lm_accuracy},
+    {"patterns", "Pattern gallery", rp_section_patterns},
+    {"mae", "AP-MAE: training, reconstruction, cross-model", rp_section_mae},
+    {"clusters", "Clusters per head", rp_section_clusters},
+    {"classify", "Predicting correctness from the clusters", rp_section_classify},
+    {"shap", "SHAP head map", rp_section_shap},
+    {"intervene", "Interventions: accuracy against heads switched off", rp_section_intervene},
 };
 #define NSECTIONS (sizeof k_sections / sizeof *k_sections)
 
@@ -78,13 +77,7 @@ static void write_section(rp_out *o, const rp_study *s, const section *sec) {
     rp_printf(o, "<section id=\"%s\"><h2>", sec->id);
     rp_text(o, sec->title);
     rp_raw(o, "</h2>\n");
-    if (sec->fn) {
-        sec->fn(o, s);
-    } else {
-        rp_raw(o, "<p class=\"missing\">This build of apmae has no ");
-        rp_text(o, sec->stage);
-        rp_raw(o, " stage yet, so there is nothing to show here.</p>\n");
-    }
+    sec->fn(o, s);
     rp_raw(o, "</section>\n");
 }
 

@@ -63,8 +63,7 @@ void rp_section_settings(rp_out *o, const rp_study *s) {
         const char *name = ap_study_stage_name((ap_study_stage)k);
         const cJSON *rec = rp_stage(s, name);
         const char *recorded = rec ? str(rec, "state") : NULL, *state = recorded ? recorded : "not run";
-        if (!ap_study_stage_available((ap_study_stage)k)) state = "not in this build of apmae";
-        else if (k == AP_STAGE_REPORT && recorded && strcmp(recorded, "running") == 0) state = "writing this page";
+        if (k == AP_STAGE_REPORT && recorded && strcmp(recorded, "running") == 0) state = "writing this page";
         rp_printf(o, "<tr><td>%s</td><td>%s</td><td class=\"num\">", name, state);
         rp_num(o, rec ? num(rec, "seconds") : NAN);
         rp_raw(o, "</td><td class=\"num\">");

@@ -31,8 +31,7 @@ typedef struct stage_def {
      * removed before it starts over. A stage whose results live in another
      * stage's file (the store) removes them itself. */
     const char *const *outputs;
-    /* The options that identify its run, added to opts. NULL with run: the
-     * part is not in this build. */
+    /* The options that identify its run, added to opts. */
     ap_status (*describe)(const study_ctx *c, cJSON *opts, ap_error *err);
     /* Does the work: from scratch (fresh) or continuing an interrupted run.
      * summary: one line for the record and the study's summary. */

@@ -33,7 +33,7 @@ int ap_study_stage_from_name(const char *name, ap_study_stage *s) {
 }
 
 const char *ap_study_action_name(ap_study_action a) {
-    static const char *const names[] = {"not run", "missing", "skipped", "resumed", "ran"};
+    static const char *const names[] = {"not run", "skipped", "resumed", "ran"};
     return (unsigned)a < sizeof names / sizeof *names ? names[a] : "?";
 }
 
@@ -139,14 +139,9 @@ static ap_status load_record(runner *r, ap_error *err) {
 
 /* ---- planning ---------------------------------------------------------------------------------- */
 
-static int available(int s) { return k_study_stages[s].run != NULL; }
-
-int ap_study_stage_available(ap_study_stage s) { return (unsigned)s < AP_STAGE_COUNT && available((int)s); }
-
 static ap_status describe_all(runner *r, ap_error *err) {
     for (int s = 0; s < AP_STAGE_COUNT; s++) {
         const stage_def *d = &k_study_stages[s];
-        if (!available(s)) continue;
         r->opts[s] = cJSON_CreateObject();
         if (!r->opts[s]) return ap_fail(err, AP_ERR_NOMEM, "out of memory");
         ap_status st = d->describe(&r->ctx, r->opts[s], err);
@@ -160,7 +155,7 @@ static ap_status describe_all(runner *r, ap_error *err) {
         free(text);
         unsigned deps = d->deps(r->o->config);
         for (int t = 0; t < s; t++)
-            if (deps & STAGE_BIT(t)) h = ap_hash_mix(h, available(t) ? ap_hash_bytes(r->key[t], 16) : 0);
+            if (deps & STAGE_BIT(t)) h = ap_hash_mix(h, ap_hash_bytes(r->key[t], 16));
         snprintf(r->key[s], sizeof r->key[s], "%016llx", (unsigned long long)h);
     }
     return AP_OK;
@@ -178,7 +173,6 @@ static ap_study_action recorded_action(const runner *r, int s) {
 /* Starting a stage over starts over every stage that reads from it. */
 static void propagate(runner *r) {
     for (int s = 0; s < AP_STAGE_COUNT; s++) {
-        if (r->plan[s] == AP_STUDY_MISSING) continue;
         unsigned deps = k_study_stages[s].deps(r->o->config);
         for (int t = 0; t < s; t++)
             if ((deps & STAGE_BIT(t)) && r->plan[t] == AP_STUDY_FRESH) r->plan[s] = AP_STUDY_FRESH;
@@ -188,11 +182,7 @@ static void propagate(runner *r) {
 static ap_status make_plan(runner *r, ap_error *err) {
     const ap_study_options *o = r->o;
     for (int s = 0; s < AP_STAGE_COUNT; s++) {
-        unsigned deps = available(s) ? k_study_stages[s].deps(o->config) : 0;
-        int missing_dep = 0;
-        for (int t = 0; t < s; t++) missing_dep |= (deps & STAGE_BIT(t)) && r->plan[t] == AP_STUDY_MISSING;
-        if (!available(s) || (missing_dep && !k_study_stages[s].reads_partial)) r->plan[s] = AP_STUDY_MISSING;
-        else if ((o->from >= 0 && s >= o->from) || k_study_stages[s].reads_partial) r->plan[s] = AP_STUDY_FRESH;
+        if ((o->from >= 0 && s >= o->from) || k_study_stages[s].reads_partial) r->plan[s] = AP_STUDY_FRESH;
         else r->plan[s] = recorded_action(r, s);
     }
     if (o->only < 0) {
@@ -201,16 +191,13 @@ static ap_status make_plan(runner *r, ap_error *err) {
     }
     /* --only: that stage alone, on inputs that are already done */
     const stage_def *d = &k_study_stages[o->only];
-    if (r->plan[o->only] == AP_STUDY_MISSING)
-        return ap_fail(err, AP_ERR_ARG, "--only %s: that stage is not in this build of apmae (or reads from one "
-                       "that is not)", k_stage_names[o->only]);
     unsigned deps = d->deps(o->config);
     for (int t = 0; t < o->only && !d->reads_partial; t++)
         if ((deps & STAGE_BIT(t)) && recorded_action(r, t) != AP_STUDY_SKIPPED)
             return ap_fail(err, AP_ERR_ARG, "--only %s: it reads from stage %s, which is not done with these "
                            "options; run the study without --only first", k_stage_names[o->only], k_stage_names[t]);
     for (int s = 0; s < AP_STAGE_COUNT; s++)
-        if (s != o->only && r->plan[s] != AP_STUDY_MISSING) r->plan[s] = AP_STUDY_NOT_RUN;
+        if (s != o->only) r->plan[s] = AP_STUDY_NOT_RUN;
     return AP_OK;
 }
 
@@ -249,7 +236,7 @@ static void forget_dependents(runner *r, int s) {
     cJSON *stages = cJSON_GetObjectItemCaseSensitive(r->record, "stages");
     unsigned gone = STAGE_BIT(s);
     for (int t = s + 1; t < AP_STAGE_COUNT; t++)
-        if (available(t) && (k_study_stages[t].deps(r->o->config) & gone)) gone |= STAGE_BIT(t);
+        if (k_study_stages[t].deps(r->o->config) & gone) gone |= STAGE_BIT(t);
     for (int t = s; t < AP_STAGE_COUNT; t++)
         if (gone & STAGE_BIT(t)) cJSON_DeleteItemFromObjectCaseSensitive(stages, k_stage_names[t]);
 }
@@ -318,9 +305,6 @@ static ap_status run_stage(runner *r, int s, ap_study_result *res, ap_error *err
     snprintf(head, sizeof head, "[%d/%d] %s", s + 1, AP_STAGE_COUNT, k_stage_names[s]);
     switch (r->plan[s]) {
     case AP_STUDY_NOT_RUN: return AP_OK;
-    case AP_STUDY_MISSING:
-        say("%s: not in this build of apmae (or reads from a stage that is not): left out", head);
-        return AP_OK;
     case AP_STUDY_SKIPPED: {
         const char *sum = record_str(stage_record(r, s), "summary");
         snprintf(res->summary[s], sizeof res->summary[s], "%s", sum ? sum : "");
