@@ -6,8 +6,8 @@
 #    AP-MAE losses of every step within 1e-5; one summary, from rank 0;
 #  * a second run under mpirun skips every stage (the report is rendered
 #    again, as always) and leaves their records alone;
-#  * --from extract under mpirun drops the shards a killed ranked extraction
-#    left and makes the same store again;
+#  * --from extract --only extract under mpirun drops the shards a killed
+#    ranked extraction left and makes the same store again;
 #  * a refusal by rank 0 alone (--only on a fresh directory) stops both ranks.
 # Skipped (exit 77), with a message, when mpirun is absent.
 set -u
@@ -87,10 +87,11 @@ done
 
 # --- --from extract drops a killed ranked extraction's shards -------------------------------
 : >"$T/two/store.h5.shard-1-of-3"
-mpi --quiet study --out "$T/two" --from extract >"$T/mpi.out" 2>"$T/mpi.err" || fail "mpirun --from extract: $(cat "$T/mpi.err")"
+mpi --quiet study --out "$T/two" --from extract --only extract >"$T/mpi.out" 2>"$T/mpi.err" \
+  || fail "mpirun --from extract --only extract: $(cat "$T/mpi.err")"
 ls "$T/two" | grep -q 'shard' && fail "shards left in $T/two: $(ls "$T/two")"
-grep -qE "^  mine +skipped " "$T/mpi.out" && grep -qE "^  mae-train +ran " "$T/mpi.out" \
-  || fail "--from extract: $(cat "$T/mpi.out")"
+grep -qE "^  extract +ran " "$T/mpi.out" && grep -qE "^  mae-train +not run " "$T/mpi.out" \
+  || fail "--from extract --only extract: $(cat "$T/mpi.out")"
 same_study "$T/one" "$T/two" || fail "--from extract under mpirun: differs from one process"
 
 # --- rank 0's refusal stops both ranks ------------------------------------------------------
