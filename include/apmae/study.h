@@ -111,6 +111,11 @@ typedef struct ap_study_options {
     int from;                /* a stage: run it and every later stage again, from scratch; -1: none */
     int only;                /* a stage: run only it (its inputs must be done); -1: all */
     int progress;            /* progress bars on stderr */
+    /* The ranks running this study together (docs/study.md "Under mpirun"):
+     * every rank calls ap_study_run with the same options; extraction and
+     * AP-MAE training are shared over the ranks, rank 0 alone does the rest
+     * and writes the record. NULL: one process. */
+    const ap_parallel *parallel;
 } ap_study_options;
 
 /* What the runner did with a stage. */
@@ -132,7 +137,9 @@ typedef struct ap_study_result {
 const char *ap_study_action_name(ap_study_action a);
 
 /* Run the study. Stops at the first stage that fails, with the stage's name
- * in the message; what was done stays recorded. */
+ * in the message; what was done stays recorded. Under o->parallel it is
+ * collective, every rank stops together, and res is complete on rank 0
+ * alone (its actions on every rank). */
 ap_status ap_study_run(const ap_study_options *o, ap_study_result *res, ap_error *err);
 
 #endif

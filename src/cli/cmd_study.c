@@ -69,9 +69,17 @@ static ap_status run(const cli_args *a, ap_error *err) {
     if (cli_switch(a, "--print-config")) {
         st = print_config(&cfg, err);
     } else {
+        ap_parallel par = {.rank = 0, .size = 1};
         ap_study_result r;
-        st = ap_study_run(&o, &r, err);
-        if (!st) print_summary(&o, &r);
+        if (cli_mpi_launched()) { /* extraction and AP-MAE training over the ranks: docs/study.md */
+            cli_mpi_begin(cfg.threads > 0, &par);
+            o.parallel = &par;
+            o.progress = o.progress && par.rank == 0;
+            st = cli_mpi_end(&par, ap_study_run(&o, &r, err), err);
+        } else {
+            st = ap_study_run(&o, &r, err);
+        }
+        if (!st && par.rank == 0) print_summary(&o, &r);
     }
     ap_study_config_free(&cfg);
     return st;
@@ -87,7 +95,8 @@ static const cli_spec k_spec = {
         "stage done with the same options is skipped, changed options run it again with every stage that reads\n"
         "from it, and a study that was killed continues where it stopped. Without --config the defaults run the\n"
         "shipped model on the JDK modules held out from its training (what `make demo` does). The summary goes\n"
-        "to stdout; open DIR/report.html in a browser.",
+        "to stdout; open DIR/report.html in a browser. Under mpirun -n R, extraction and AP-MAE training are\n"
+        "shared over the ranks and rank 0 does the rest (docs/study.md).",
     .docs = "docs/study.md",
     .flags = k_flags,
     .run = run,

@@ -10,7 +10,12 @@ typedef struct study_ctx {
     const ap_study_config *cfg;
     const char *dir;
     int progress;
+    const ap_parallel *parallel; /* NULL: one process */
 } study_ctx;
+
+/* Rank 0 of the study's ranks, or a process alone: the one that writes the
+ * record, the report and every stage's own outputs. */
+static inline int study_rank0(const study_ctx *c) { return !c->parallel || c->parallel->rank == 0; }
 
 /* dir/name, malloc'ed (NULL and err set when out of memory). */
 char *study_path(const study_ctx *c, const char *name, ap_error *err);
@@ -39,6 +44,9 @@ typedef struct stage_def {
     /* Renders what exists (the stages it reads from need not be done), and
      * is cheap enough to run every time. */
     int reads_partial;
+    /* Run by every rank, sharing the work through the library's collective
+     * calls (the rest on rank 0); other stages run on rank 0 alone. */
+    int every_rank;
 } stage_def;
 
 extern const stage_def k_study_stages[AP_STAGE_COUNT];

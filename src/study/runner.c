@@ -300,33 +300,54 @@ static ap_status finish_stage(runner *r, int s, double seconds, double cpu, cons
     return save_record(r, err);
 }
 
+/* Under ranks, every rank walks the same plan: rank 0 alone records and
+ * reports, an every_rank stage runs on all of them, and each step ends with
+ * ap_parallel_agree so that all go on or all stop together. */
 static ap_status run_stage(runner *r, int s, ap_study_result *res, ap_error *err) {
+    const ap_parallel *par = r->o->parallel;
+    const int rank0 = study_rank0(&r->ctx);
     char head[64], took[32];
     snprintf(head, sizeof head, "[%d/%d] %s", s + 1, AP_STAGE_COUNT, k_stage_names[s]);
     switch (r->plan[s]) {
     case AP_STUDY_NOT_RUN: return AP_OK;
     case AP_STUDY_SKIPPED: {
+        if (!rank0) return AP_OK;
         const char *sum = record_str(stage_record(r, s), "summary");
         snprintf(res->summary[s], sizeof res->summary[s], "%s", sum ? sum : "");
         say("%s: done before with the same options, skipped (%s)", head, res->summary[s]);
         return AP_OK;
     }
-    case AP_STUDY_RESUMED: say("%s: continuing an interrupted run", head); break;
-    case AP_STUDY_FRESH: say("%s: running", head); break;
+    case AP_STUDY_RESUMED: if (rank0) say("%s: continuing an interrupted run", head); break;
+    case AP_STUDY_FRESH: if (rank0) say("%s: running", head); break;
     }
-    ap_status st = begin_stage(r, s, err);
+    ap_status st = ap_parallel_agree(par, rank0 ? begin_stage(r, s, err) : AP_OK, err);
     if (st) return st;
     double t0 = ap_now(), c0 = cpu_seconds();
-    st = k_study_stages[s].run(&r->ctx, r->plan[s] == AP_STUDY_FRESH, res->summary[s], err);
+    if (rank0 || k_study_stages[s].every_rank)
+        st = k_study_stages[s].run(&r->ctx, r->plan[s] == AP_STUDY_FRESH, res->summary[s], err);
+    st = ap_parallel_agree(par, st, err);
     res->seconds[s] = ap_now() - t0;
     res->cpu_seconds[s] = cpu_seconds() - c0;
     if (st) {
         ap_error_prefix(err, "stage %s", k_stage_names[s]);
         return st;
     }
+    if (!rank0) return ap_parallel_agree(par, AP_OK, err);
     format_seconds(res->seconds[s], took, sizeof took);
     say("%s: done in %s (%.0f CPU seconds): %s", head, took, res->cpu_seconds[s], res->summary[s]);
-    return finish_stage(r, s, res->seconds[s], res->cpu_seconds[s], res->summary[s], err);
+    return ap_parallel_agree(par, finish_stage(r, s, res->seconds[s], res->cpu_seconds[s], res->summary[s], err), err);
+}
+
+/* Rank 0's plan to every rank (a sum of its values with the others' zeros),
+ * so that all make the same collective calls in the same order. */
+static ap_status share_plan(runner *r, ap_error *err) {
+    const ap_parallel *par = r->o->parallel;
+    if (!par || par->size <= 1) return AP_OK;
+    float plan[AP_STAGE_COUNT] = {0};
+    for (int s = 0; s < AP_STAGE_COUNT && par->rank == 0; s++) plan[s] = (float)r->plan[s];
+    ap_status st = par->sum(par->ctx, plan, AP_STAGE_COUNT, err);
+    for (int s = 0; s < AP_STAGE_COUNT && !st; s++) r->plan[s] = (ap_study_action)plan[s];
+    return st;
 }
 
 /* One study at a time per directory. */
@@ -346,16 +367,23 @@ ap_status ap_study_run(const ap_study_options *o, ap_study_result *res, ap_error
     memset(res, 0, sizeof *res);
     if (o->from >= AP_STAGE_COUNT || o->only >= AP_STAGE_COUNT)
         return ap_fail(err, AP_ERR_ARG, "--from/--only: no such stage");
-    runner r = {.o = o, .ctx = {.cfg = o->config, .dir = o->out, .progress = o->progress}, .lock_fd = -1};
+    runner r = {.o = o, .ctx = {.cfg = o->config, .dir = o->out, .progress = o->progress, .parallel = o->parallel},
+                .lock_fd = -1};
     double t0 = ap_now();
     if (o->config->threads > 0) omp_set_num_threads((int)o->config->threads);
-    ap_status st = ap_make_dirs(o->out, err);
-    if (!st) st = lock_dir(&r, err);
-    if (!st && !(r.record_path = study_path(&r.ctx, AP_STUDY_RECORD, err))) st = AP_ERR_NOMEM;
-    if (!st) st = load_record(&r, err);
-    if (!st) st = describe_all(&r, err);
-    if (!st) st = make_plan(&r, err);
-    if (!st) st = save_record(&r, err);
+    /* rank 0 plans and keeps the record; the others follow its plan */
+    ap_status st = AP_OK;
+    if (study_rank0(&r.ctx)) {
+        st = ap_make_dirs(o->out, err);
+        if (!st) st = lock_dir(&r, err);
+        if (!st && !(r.record_path = study_path(&r.ctx, AP_STUDY_RECORD, err))) st = AP_ERR_NOMEM;
+        if (!st) st = load_record(&r, err);
+        if (!st) st = describe_all(&r, err);
+        if (!st) st = make_plan(&r, err);
+        if (!st) st = save_record(&r, err);
+    }
+    st = ap_parallel_agree(o->parallel, st, err);
+    if (!st) st = share_plan(&r, err);
     for (int s = 0; !st && s < AP_STAGE_COUNT; s++) {
         res->action[s] = r.plan[s];
         st = run_stage(&r, s, res, err);

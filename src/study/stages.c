@@ -2,9 +2,11 @@
  * that does the work: mining, extraction (with the LM's accuracy over every
  * mined scenario), AP-MAE training and evaluation, encoding, clustering,
  * classification, interventions, the report. */
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "apmae/classify.h"
 #include "apmae/cluster.h"
@@ -67,6 +69,14 @@ static ap_status paths_init(const study_ctx *c, paths *p, ap_error *err) {
         return AP_OK;
     paths_free(p);
     return AP_ERR_NOMEM;
+}
+
+/* paths_init in a stage every rank runs: all ranks go on to the stage's
+ * collective calls, or none does. */
+static ap_status paths_init_agreed(const study_ctx *c, paths *p, ap_error *err) {
+    ap_status own = paths_init(c, p, err), st = ap_parallel_agree(c->parallel, own, err);
+    if (st && !own) paths_free(p);
+    return st;
 }
 
 /* The AP-MAE shipped beside the model: MODEL-apmae (models/java-small-apmae
@@ -193,9 +203,39 @@ static ap_status extract_describe(const study_ctx *c, cJSON *o, ap_error *err) {
     return study_identify(o, "model", c->cfg->model, "model", err);
 }
 
-/* Extraction of the scenarios through one LM into a store. */
-static ap_status extract_into(const study_ctx *c, const char *model, const char *scenarios, const char *store,
-                              ap_extract_report *rep, ap_error *err) {
+/* The shards (name.shard-K-of-R in the study directory) of an extraction
+ * under ranks that was killed before its merge. */
+static ap_status remove_shards(const study_ctx *c, const char *name, ap_error *err) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.shard-", name);
+    DIR *d = opendir(c->dir);
+    if (!d) return ap_fail_errno(err, AP_ERR_IO, "%s: cannot list", c->dir);
+    ap_status st = AP_OK;
+    for (struct dirent *e; !st && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+        char *path = study_path(c, e->d_name, err);
+        if (!path) st = AP_ERR_NOMEM;
+        else if (unlink(path) != 0) st = ap_fail_errno(err, AP_ERR_IO, "%s: cannot remove", path);
+        free(path);
+    }
+    closedir(d);
+    return st;
+}
+
+/* Extraction of the scenarios through one LM into the store DIR/name,
+ * shared over the ranks (collective): a shard each, merged by rank 0.
+ * Starting over drops the shards of a killed run too (other options, or
+ * another number of ranks). */
+static ap_status extract_into(const study_ctx *c, const char *model, const char *scenarios, const char *name,
+                              int fresh, ap_error *err) {
+    char *store = study_path(c, name, err);
+    ap_status st = store ? AP_OK : AP_ERR_NOMEM;
+    if (!st && fresh && study_rank0(c)) st = remove_shards(c, name, err);
+    if ((st = ap_parallel_agree(c->parallel, st, err))) {
+        free(store);
+        return st;
+    }
+    ap_extract_report rep;
     ap_extract_options o = {.model_dir = model,
                             .scenarios_path = scenarios,
                             .store_path = store,
@@ -203,7 +243,9 @@ static ap_status extract_into(const study_ctx *c, const char *model, const char 
                             .per_task = c->cfg->extract.samples_per_task,
                             .dtype = dtype_of(c->cfg->extract.dtype),
                             .commit_every = (int)c->cfg->extract.commit_every};
-    return ap_extract_run(&o, rep, err);
+    st = ap_extract_run_ranks(&o, c->parallel, &rep, err);
+    free(store);
+    return st;
 }
 
 /* The LM's first-token accuracy over every mined scenario: what the report
@@ -233,15 +275,19 @@ static ap_status count_correct(const char *store, int64_t *n, int64_t *correct, 
     return st;
 }
 
+/* Every rank extracts; rank 0 then scores the LM and counts the merged store. */
 static ap_status extract_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
     paths p;
-    ap_status st = paths_init(c, &p, err);
+    ap_status st = paths_init_agreed(c, &p, err);
     if (st) return st;
-    ap_extract_report rep;
     cJSON *eval = NULL;
     int64_t n = 0, correct = 0;
-    st = lm_accuracy(c, &p, fresh, err);
-    if (!st) st = extract_into(c, c->cfg->model, p.scenarios, p.store, &rep, err);
+    st = extract_into(c, c->cfg->model, p.scenarios, AP_STUDY_STORE, fresh, err);
+    if (!st && !study_rank0(c)) {
+        paths_free(&p);
+        return AP_OK;
+    }
+    if (!st) st = lm_accuracy(c, &p, fresh, err);
     if (!st) st = count_correct(p.store, &n, &correct, err);
     if (!st) st = ap_json_load(p.lm_eval, &eval, err);
     if (!st) {
@@ -274,9 +320,10 @@ static ap_status mae_train_describe(const study_ctx *c, cJSON *o, ap_error *err)
     return st;
 }
 
+/* Data parallel over the ranks (collective); rank 0 writes DIR/mae. */
 static ap_status mae_train_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
     paths p;
-    ap_status st = paths_init(c, &p, err);
+    ap_status st = paths_init_agreed(c, &p, err);
     if (st) return st;
     const ap_study_config *cfg = c->cfg;
     ap_mae_train_options o;
@@ -290,11 +337,17 @@ static ap_status mae_train_run(const study_ctx *c, int fresh, char summary[256],
     o.holdout = cfg->mae.holdout;
     o.seed = (uint64_t)cfg->mae.seed;
     o.progress = c->progress;
+    o.parallel = c->parallel;
     char *state = ap_path_join(p.mae, AP_MAE_TRAIN_STATE, err);
     if (!state) st = AP_ERR_NOMEM;
     o.resume = !fresh && state && ap_path_exists(state);
+    /* every rank decided before rank 0 removes anything, and each the same */
+    st = ap_parallel_agree(c->parallel, st, err);
+    if (!st) st = ap_parallel_check_same(c->parallel, (uint64_t)o.resume, "view of " AP_STUDY_MAE_DIR "/"
+                                         AP_MAE_TRAIN_STATE " (is the study directory shared by every rank?)", err);
     /* killed before its first checkpoint: nothing to continue */
-    if (!st && !o.resume) st = ap_remove_tree(p.mae, err);
+    if (!st && !o.resume && study_rank0(c)) st = ap_remove_tree(p.mae, err);
+    st = ap_parallel_agree(c->parallel, st, err);
     ap_mae_train_result r;
     if (!st) st = ap_mae_train(&o, &r, err);
     if (!st)
@@ -331,11 +384,18 @@ static double num(const cJSON *o, const char *key) {
     return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
+/* Every rank extracts the cross-model store (when there is one); rank 0
+ * evaluates. */
 static ap_status mae_eval_run(const study_ctx *c, int fresh, char summary[256], ap_error *err) {
     paths p;
-    ap_status st = paths_init(c, &p, err);
+    ap_status st = paths_init_agreed(c, &p, err);
     if (st) return st;
     const ap_study_config *cfg = c->cfg;
+    if (cfg->cross_model) st = extract_into(c, cfg->cross_model, p.scenarios, AP_STUDY_CROSS_STORE, fresh, err);
+    if (st || !study_rank0(c)) {
+        paths_free(&p);
+        return st;
+    }
     ap_mae_eval_options o = {.model = p.mae,
                              .store = p.store,
                              .out = p.mae_eval,
@@ -355,8 +415,6 @@ static ap_status mae_eval_run(const study_ctx *c, int fresh, char summary[256], 
     int n = snprintf(summary, 256, "held-out MSE %.4f, %.3f of the mean-patch baseline (%.0f patterns)",
                      own ? num(own, "mse") : NAN, own ? num(own, "ratio") : NAN, own ? num(own, "patterns") : 0.0);
     if (!st && cfg->cross_model) {
-        ap_extract_report rep;
-        st = extract_into(c, cfg->cross_model, p.scenarios, p.cross, &rep, err);
         ap_mae_eval_options x = o;
         x.store = p.cross;
         x.seen_store = p.store;
@@ -794,9 +852,9 @@ static const char *const k_report_out[] = {AP_STUDY_REPORT, NULL};
 
 const stage_def k_study_stages[AP_STAGE_COUNT] = {
     [AP_STAGE_MINE] = {mine_deps, k_mine_out, mine_describe, mine_run, 0},
-    [AP_STAGE_EXTRACT] = {extract_deps, k_extract_out, extract_describe, extract_run, 0},
-    [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, mae_train_describe, mae_train_run, 0},
-    [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, mae_eval_describe, mae_eval_run, 0},
+    [AP_STAGE_EXTRACT] = {extract_deps, k_extract_out, extract_describe, extract_run, 0, 1},
+    [AP_STAGE_MAE_TRAIN] = {mae_train_deps, k_mae_train_out, mae_train_describe, mae_train_run, 0, 1},
+    [AP_STAGE_MAE_EVAL] = {mae_eval_deps, k_mae_eval_out, mae_eval_describe, mae_eval_run, 0, 1},
     [AP_STAGE_EMBED] = {embed_deps, NULL, embed_describe, embed_run, 0},
     [AP_STAGE_CLUSTER] = {cluster_deps, NULL, cluster_describe, cluster_run, 0},
     [AP_STAGE_CLASSIFY] = {classify_deps, k_classify_out, classify_describe, classify_run, 0},
