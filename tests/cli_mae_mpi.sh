@@ -10,16 +10,13 @@
 #    by one process instead, the same parameters within 1e-6;
 #  * refusals: a batch smaller than the rank count; a run into a DIR that
 #    holds one, refused by rank 0 alone, stops every rank (no hang).
-# Skipped, with a message, when mpirun is absent.
+# Skipped (exit 77), with a message, when mpirun is absent.
 set -u
 B=$APMAE_BIN; T=$APMAE_TMP; PY=/usr/bin/python3; BOUND=120
 TOOL=$(dirname "$B")/../tests/store_writer_tool
 rm -rf "$T" && mkdir -p "$T"
 . ./testlib.sh
-if ! command -v mpirun >/dev/null 2>&1; then
-  echo "cli_mae_mpi: mpirun not found: skipped"
-  exit 0
-fi
+require_mpirun cli_mae_mpi
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 # Open MPI's own allocations outlive MPI_Finalize: no leak check under mpirun.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"

@@ -15,10 +15,7 @@ B=$APMAE_BIN; T=$APMAE_TMP; PY=/usr/bin/python3
 CONFIG=fixtures/study/tiny.json
 rm -rf "$T" && mkdir -p "$T"
 . ./testlib.sh
-if ! command -v mpirun >/dev/null 2>&1; then
-  echo "cli_study_mpi: mpirun not found: skipped"
-  exit 77
-fi
+require_mpirun cli_study_mpi
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 # mpi [--quiet] study ...: apmae on 2 ranks. Open MPI's own allocations
 # outlive MPI_Finalize: no leak check under mpirun.

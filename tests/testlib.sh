@@ -15,6 +15,13 @@ expect_fail() {
 expect_ok() {
   "$@" >"$T/out" 2>"$T/err" || fail "$* -> $(cat "$T/err")"
 }
+# require_mpirun NAME: a test of mpirun is skipped (CTest's code 77, with a
+# message) on a machine without it
+require_mpirun() {
+  command -v mpirun >/dev/null 2>&1 && return 0
+  echo "$1: mpirun not found: skipped"
+  exit 77
+}
 finish() {
   echo "$1: $fails failure(s)"
   [ $fails -eq 0 ]
