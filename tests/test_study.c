@@ -179,7 +179,8 @@ static void test_changed_option(void **state) {
     free(cfg);
 }
 
-/* With a fixed encoder, more training steps leave extraction and encoding alone. */
+/* With a fixed encoder, more training steps leave extraction and encoding
+ * alone; editing the encoder's README does too, changing its weights does not. */
 static void test_fixed_encoder(void **state) {
     char *dir = copy_of_ref("encoder"), *out;
     char *enc = tu_tmp_path("encoder-mae");
@@ -198,6 +199,15 @@ static void test_fixed_encoder(void **state) {
     assert_string_equal(action(out, "extract"), "skipped");
     assert_string_equal(action(out, "mae-train"), "ran");
     assert_string_equal(action(out, "embed"), "skipped");
+    free(out);
+    /* the encoder's documentation is not an input; its weights are */
+    assert_int_equal(tu_run(NULL, "echo notes >> '%s/README.md'", enc), 0);
+    assert_int_equal(study(&out, dir, cfg, ""), 0);
+    assert_string_equal(action(out, "embed"), "skipped");
+    free(out);
+    assert_int_equal(tu_run(NULL, "touch -d '2001-01-01' '%s/model.safetensors'", enc), 0);
+    assert_int_equal(study(&out, dir, cfg, ""), 0);
+    assert_string_equal(action(out, "embed"), "ran");
     free(out);
     free(cfg), free(enc), free(dir);
 }
