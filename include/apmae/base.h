@@ -88,6 +88,8 @@ ap_status ap_make_dirs(const char *dir, ap_error *err);
 ap_status ap_remove_tree(const char *path, ap_error *err);
 /* dir + "/" + name into a fresh string. */
 char *ap_path_join(const char *dir, const char *name, ap_error *err);
+/* Whether path (or any string) ends in suffix, e.g. ".json". */
+int ap_path_has_suffix(const char *path, const char *suffix);
 
 /* A read-only memory map of a whole file. */
 typedef struct ap_mmap {

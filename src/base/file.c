@@ -141,6 +141,11 @@ char *ap_path_join(const char *dir, const char *name, ap_error *err) {
     return p;
 }
 
+int ap_path_has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && strcmp(path + n - k, suffix) == 0;
+}
+
 ap_status ap_mmap_open(const char *path, ap_mmap *map, ap_error *err) {
     map->data = NULL;
     map->size = 0;

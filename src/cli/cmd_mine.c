@@ -43,7 +43,7 @@ static ap_status parse_options(const cli_args *a, ap_mine_options *opt, ap_error
 /* X.jsonl -> X.stats.json; any other name gets ".stats.json" appended. */
 static char *stats_path(const char *out, ap_error *err) {
     size_t n = strlen(out);
-    if (n > 6 && strcmp(out + n - 6, ".jsonl") == 0) n -= 6;
+    if (n > 6 && ap_path_has_suffix(out, ".jsonl")) n -= 6;
     char *p = ap_malloc(n + 12, err);
     if (p) {
         memcpy(p, out, n);

@@ -208,11 +208,6 @@ static ap_status run_info(const cli_args *a, ap_error *err) {
     return st;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static ap_status select_sample(ap_store *s, const cli_args *a, int64_t *i, ap_error *err) {
     const char *scenario = cli_str(a, "--scenario");
     if (cli_has(a, "--sample") == !!scenario)
@@ -250,8 +245,8 @@ static ap_status export_safetensors(ap_store *s, int64_t i, int layer, int head,
 
 static ap_status run_export(const cli_args *a, ap_error *err) {
     const char *out = cli_str(a, "--out");
-    int png = ends_with(out, ".png");
-    if (!png && !ends_with(out, ".safetensors"))
+    int png = ap_path_has_suffix(out, ".png");
+    if (!png && !ap_path_has_suffix(out, ".safetensors"))
         return ap_fail(err, AP_ERR_ARG, "--out %s: the name must end in .png or .safetensors", out);
     int layer = (int)cli_int(a, "--layer"), head = (int)cli_int(a, "--head"), zoom = (int)cli_int(a, "--zoom");
     int64_t i = 0;

@@ -393,11 +393,6 @@ static ap_status open_index(st_builder *b, const char *index, ap_error *err) {
     return rc;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 ap_status ap_st_open(const char *path, ap_safetensors **out, ap_error *err) {
     *out = NULL;
     ap_safetensors *st = ap_calloc(1, sizeof *st, err);
@@ -420,7 +415,7 @@ ap_status ap_st_open(const char *path, ap_safetensors **out, ap_error *err) {
                          path);
         free(single);
         free(index);
-    } else if (!rc && ends_with(path, ".json")) {
+    } else if (!rc && ap_path_has_suffix(path, ".json")) {
         rc = open_index(&b, path, err);
     } else if (!rc) {
         rc = open_single(&b, path, err);

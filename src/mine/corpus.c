@@ -103,10 +103,7 @@ static int selected(const ap_corpus *c, const char *path) {
     return in;
 }
 
-static int is_java(const char *path) {
-    size_t n = strlen(path);
-    return n > 5 && strcmp(path + n - 5, ".java") == 0;
-}
+static int is_java(const char *path) { return strlen(path) > 5 && ap_path_has_suffix(path, ".java"); }
 
 /* ---- content checks ---- */
 

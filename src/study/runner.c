@@ -48,14 +48,9 @@ static uint64_t mix_stat(uint64_t h, const char *name, const struct stat *st) {
     return ap_hash_mix(h, (uint64_t)st->st_mtim.tv_nsec);
 }
 
-/* Documentation beside a model (README.md and the like): no stage reads
- * it, so editing it must not run a stage again. */
-static int is_documentation(const char *name) {
-    size_t n = strlen(name);
-    return n >= 3 && strcmp(name + n - 3, ".md") == 0;
-}
-
-/* The regular files directly inside dir but its documentation, in name order. */
+/* The regular files directly inside dir but its documentation (*.md, which
+ * no stage reads, so that editing a README runs nothing again), in name
+ * order. */
 static ap_status hash_dir(const char *dir, uint64_t *h, ap_error *err) {
     struct dirent **list;
     int n = scandir(dir, &list, NULL, alphasort);
@@ -65,7 +60,7 @@ static ap_status hash_dir(const char *dir, uint64_t *h, ap_error *err) {
         char *path = st ? NULL : ap_path_join(dir, list[i]->d_name, err);
         struct stat s;
         if (!st && !path) st = AP_ERR_NOMEM;
-        if (path && !is_documentation(list[i]->d_name) && stat(path, &s) == 0 && S_ISREG(s.st_mode))
+        if (path && !ap_path_has_suffix(list[i]->d_name, ".md") && stat(path, &s) == 0 && S_ISREG(s.st_mode))
             *h = mix_stat(*h, list[i]->d_name, &s);
         free(path);
         free(list[i]);
